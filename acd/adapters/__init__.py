@@ -1,0 +1,1 @@
+"""I/O adapters of the ACD: the panoramisk AMI link and Redis state."""

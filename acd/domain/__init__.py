@@ -1,0 +1,1 @@
+"""Pure ACD domain: no asyncio, sockets, Redis or SQL."""

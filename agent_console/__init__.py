@@ -1,0 +1,1 @@
+"""The aiohttp web app: agent console, wallboard, admin, chat widget, REST API."""

@@ -1,0 +1,1 @@
+"""Asterisk configuration templates and the generator behind `callcenter asterisk-conf`."""

@@ -1,0 +1,1 @@
+"""The built-in Asterisk simulator: AMI server, dialplan runner, FastAGI and AudioSocket clients."""

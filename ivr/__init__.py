@@ -1,0 +1,1 @@
+"""The IVR: flows as data, the session state machine, the AGI and AudioSocket servers, speech."""

@@ -1,0 +1,1 @@
+"""I/O adapters of the IVR: the FastAGI and AudioSocket asyncio servers."""

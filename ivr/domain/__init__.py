@@ -1,0 +1,1 @@
+"""Pure IVR domain: no asyncio or sockets."""

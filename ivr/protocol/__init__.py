@@ -1,0 +1,1 @@
+"""Codecs for the wire protocols the IVR owns (FastAGI, AudioSocket)."""

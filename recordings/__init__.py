@@ -1,0 +1,1 @@
+"""Recording control, storage, retention and transcription."""

@@ -1,0 +1,1 @@
+"""Help desk: customers, tickets, messages, email and chat channels, knowledge base."""

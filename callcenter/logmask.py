@@ -20,7 +20,7 @@ def mask_number(value: str) -> str:
 
 
 def mask_email(value: str) -> str:
-    """Keep the first letter of the local part and the domain: 'alice@example.com' -> 'a***@example.com'."""
+    """Keep the local part's first letter and the domain: 'alice@x.org' -> 'a***@x.org'."""
     local, sep, domain = value.partition("@")
     if not sep:
         return "*" * len(value)

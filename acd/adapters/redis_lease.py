@@ -5,7 +5,8 @@ Theory of operation
 
 * The lease of Asterisk ``<id>`` is the key ``callcenter:lease:{asterisk:<id>}`` holding
   ``<node_id>:<token>`` with a PX time-to-live. ``<token>`` is a fencing token from
-  ``INCR callcenter:lease:{asterisk:<id>}:epoch`` (same hash tag, same Cluster slot): every
+  ``INCR callcenter:lease:{asterisk:<id>}:epoch`` (same hash tag, same Cluster slot): each
+  acquisition starts a new term with a
   higher token, so whatever the owner does on the PBX can be tagged with it and a stale owner's
   late actions told apart. The epoch key has no TTL (a flushed Redis starts again at 1).
 * The key is only changed by the versioned Lua scripts in ``lua/`` (acquire, renew, release),

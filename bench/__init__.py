@@ -1,0 +1,1 @@
+"""Benchmarks: throughput figures printed by `python -m bench.<name>`; no assertions."""

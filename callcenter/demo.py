@@ -60,6 +60,7 @@ class DemoStats:
     completed: int = 0
     failed: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    monitor: PbxMonitor = field(default_factory=PbxMonitor)
 
 
 def caller_script(rng: random.Random) -> tuple[str, CallerScript]:
@@ -73,9 +74,11 @@ def caller_script(rng: random.Random) -> tuple[str, CallerScript]:
     return "hangs-up", CallerScript([WaitForPrompt(), Pause(0.5), HangUp()])
 
 
-async def run_demo(settings: Settings, options: DemoOptions) -> int:
-    """Run the demo until Ctrl-C or `options.duration`."""
-    await run_until_stopped(_demo(settings, options), options.duration)
+async def run_demo(
+    settings: Settings, options: DemoOptions, *, stats: DemoStats | None = None
+) -> int:
+    """Run the demo until Ctrl-C or `options.duration`; `stats` lets a caller watch it."""
+    await run_until_stopped(_demo(settings, options, stats or DemoStats()), options.duration)
     return 0
 
 
@@ -88,9 +91,9 @@ async def _redis(settings: Settings) -> AsyncIterator[str]:
             yield url
 
 
-async def _demo(settings: Settings, options: DemoOptions) -> None:
+async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> None:
     secret = secrets.token_urlsafe(24)
-    monitor = PbxMonitor()
+    monitor = stats.monitor
     listening: asyncio.Future[NodeAddresses] = asyncio.get_running_loop().create_future()
     # The simulated dialplan must name the node's AGI port, so it is fixed before either starts.
     agi_port = await _free_agi_port(settings)
@@ -118,7 +121,7 @@ async def _demo(settings: Settings, options: DemoOptions) -> None:
                     )
                 )
                 _print_banner(settings, sim, await listening)
-                tg.create_task(_callers(sim, options, DemoStats(), monitor))
+                tg.create_task(_callers(sim, options, stats, monitor))
         finally:
             await sim.close()
 

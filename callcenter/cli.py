@@ -27,6 +27,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="random seed for the callers")
 
     sub.add_parser("run", help="production node: your Asterisk, Redis and SQL database")
+
+    conf = sub.add_parser("asterisk-conf", help="write or check the Asterisk configuration")
+    target = conf.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, metavar="DIR", help="write the configuration here")
+    target.add_argument("--check", type=Path, metavar="DIR", help="check an existing configuration")
+    conf.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+
+    ivr = sub.add_parser("ivr", help="IVR flows")
+    ivr_sub = ivr.add_subparsers(dest="ivr_command", required=True)
+    ivr_check = ivr_sub.add_parser("check", help="validate flow files; problems with file:line")
+    ivr_check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    ivr_check.add_argument(
+        "--sounds",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of sound files the prompts may name (repeatable)",
+    )
     sub.add_parser("settings", help="print the effective settings (secrets masked)")
     return parser
 
@@ -42,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         _print_settings(settings)
         return 0
+    if args.command == "asterisk-conf":
+        from callcenter.asterisk_conf_cmd import check_config, write_config
+
+        if args.check is not None:
+            return check_config(settings, args.check)
+        return write_config(settings, args.out, overwrite=args.force)
+    if args.command == "ivr":
+        return _ivr_check(args.files, args.sounds)
     logs.configure(settings.log.level, as_json=settings.log.json)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "demo":
@@ -56,6 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_production(settings))
     return 0
+
+
+def _ivr_check(files: Sequence[Path], sounds: Sequence[Path]) -> int:
+    from ivr.domain.flow_check import check_flow_file
+
+    count = 0
+    for path in files:
+        for problem in check_flow_file(path, sounds):
+            print(problem)
+            count += 1
+    print(f"{count} problem(s) in {len(files)} file(s)")
+    return 1 if count else 0
 
 
 def _print_settings(settings: Settings) -> None:

@@ -20,8 +20,14 @@ from typing import Any, TypeVar
 
 ENV_PREFIX = "CALLCENTER_"
 CONFIG_ENV = "CALLCENTER_CONFIG"
-# Variables under these prefixes belong to tools around the product (the test suite), not to it.
-IGNORED_ENV_PREFIXES = ("CALLCENTER_TEST_", CONFIG_ENV)
+# Variables under these prefixes are not settings: the test suite's, and the per-endpoint
+# secrets that `callcenter asterisk-conf` reads from the environment itself.
+IGNORED_ENV_PREFIXES = (
+    "CALLCENTER_TEST_",
+    "CALLCENTER_SIP_PASSWORD_",
+    "CALLCENTER_TRUNK_PASSWORD",
+    CONFIG_ENV,
+)
 
 
 class SettingsError(ValueError):
@@ -114,6 +120,38 @@ class NodeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AsteriskSettings:
+    """What `callcenter asterisk-conf` writes for the Asterisk server(s) this cluster drives.
+
+    Lists are TOML arrays, or comma-separated in the environment.
+    """
+
+    # controller nodes in failover order, "host:agi_port:audiosocket_port"; empty: this node
+    controllers: tuple[str, ...] = ()
+    # inbound numbers or patterns to IVR flows, "number=flow"
+    inbound: tuple[str, ...] = ("_X.=main",)
+    # agent phones, "extension[:webrtc|deskphone[:display name[:supervisor]]]"
+    agents: tuple[str, ...] = ()
+    ami_bind: str = "127.0.0.1"
+    ami_permit: tuple[str, ...] = ()
+    trunk_name: str = "trunk"
+    trunk_host: str = "192.0.2.1"
+    trunk_username: str = ""
+    sip_bind: str = "0.0.0.0:5060"
+    http_bind: str = "0.0.0.0"
+    http_port: int = 8089
+    tls_cert_file: str = "/etc/asterisk/keys/asterisk.crt"
+    tls_key_file: str = "/etc/asterisk/keys/asterisk.key"
+    moh_class: str = "default"
+    moh_dir: str = "/var/lib/asterisk/moh"
+    fallback: str = "queue:cc-emergency"
+    fallback_timeout: int = 300
+    agent_ring_timeout: int = 20
+    callback_timeout: int = 45
+    callback_callerid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Logging."""
 
@@ -132,6 +170,7 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     database: DatabaseSettings = DatabaseSettings()
     node: NodeSettings = NodeSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -223,6 +262,8 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError("a boolean is not a number")
             return float(value)
+        if hint == tuple[str, ...]:
+            return _to_str_tuple(value)
         if hint is str:
             if not isinstance(value, str):
                 raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -231,6 +272,14 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
         shown = "***" if hint is Secret else repr(value)
         raise SettingsError(f"{key}: bad value {shown}: {err}") from err
     raise SettingsError(f"{key}: unsupported setting type {hint!r}")
+
+
+def _to_str_tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("expected a list of strings (comma-separated in the environment)")
 
 
 def _to_bool(value: Any) -> bool:

@@ -92,3 +92,20 @@ def test_given_a_caller_number_when_masked_then_only_last_four_digits_remain() -
     assert mask_number("123") == "***"
     assert mask_email("alice@example.com") == "a***@example.com"
     assert mask_email("nonsense") == "********"
+
+
+def test_given_lists_in_toml_or_env_when_loaded_then_they_become_tuples(tmp_path: Path) -> None:
+    path = tmp_path / "cc.toml"
+    path.write_text('[asterisk]\nagents = ["1001:webrtc:Alice", "1002"]\n')
+    settings = load_settings(
+        path, environ={"CALLCENTER_ASTERISK_INBOUND": "+15551230000=main, _X.=sales"}
+    )
+    assert settings.asterisk.agents == ("1001:webrtc:Alice", "1002")
+    assert settings.asterisk.inbound == ("+15551230000=main", "_X.=sales")
+
+
+def test_given_a_list_of_numbers_when_loaded_then_error_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "cc.toml"
+    path.write_text("[asterisk]\nagents = [1001]\n")
+    with pytest.raises(SettingsError, match=r"asterisk\.agents"):
+        load_settings(path, environ={})

@@ -1,0 +1,130 @@
+"""`callcenter asterisk-conf`: maps settings onto the generator's deployment; writes or checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from asterisk_conf import (
+    AgentEndpoint,
+    AsteriskConfError,
+    DeploymentConf,
+    EndpointKind,
+    check,
+    generate,
+    missing_secrets,
+    secret_names,
+    write,
+)
+from callcenter.config import Settings, SettingsError
+
+
+def deployment_from_settings(settings: Settings) -> DeploymentConf:
+    """The generator's view of this deployment; bad list entries raise SettingsError."""
+    ast = settings.asterisk
+    controllers = tuple(_controller(text) for text in ast.controllers) or (
+        (settings.agi.host, settings.agi.port, settings.audiosocket.port),
+    )
+    return DeploymentConf(
+        ami_bind=ast.ami_bind,
+        ami_port=settings.ami.port,
+        ami_username=settings.ami.username,
+        ami_permit=ast.ami_permit,
+        controllers=controllers,
+        inbound=tuple(_inbound(text) for text in ast.inbound),
+        agents=tuple(_agent(text) for text in ast.agents),
+        trunk_name=ast.trunk_name,
+        trunk_host=ast.trunk_host,
+        trunk_username=ast.trunk_username,
+        sip_bind=ast.sip_bind,
+        http_bind=ast.http_bind,
+        http_port=ast.http_port,
+        tls_cert_file=ast.tls_cert_file,
+        tls_key_file=ast.tls_key_file,
+        moh_class=ast.moh_class,
+        moh_dir=ast.moh_dir,
+        fallback=ast.fallback,
+        fallback_timeout=ast.fallback_timeout,
+        agent_ring_timeout=ast.agent_ring_timeout,
+        callback_timeout=ast.callback_timeout,
+        callback_callerid=ast.callback_callerid,
+    )
+
+
+def _controller(text: str) -> tuple[str, int, int]:
+    host, sep1, rest = text.rpartition(":")
+    host2, sep2, agi = host.rpartition(":")
+    if not (sep1 and sep2 and agi.isdigit() and rest.isdigit()):
+        raise SettingsError(
+            f"asterisk.controllers: {text!r}: expected host:agi_port:audiosocket_port"
+        )
+    return host2, int(agi), int(rest)
+
+
+def _inbound(text: str) -> tuple[str, str]:
+    number, sep, flow = text.partition("=")
+    if not sep:
+        raise SettingsError(f"asterisk.inbound: {text!r}: expected number=flow")
+    return number.strip(), flow.strip()
+
+
+def _agent(text: str) -> AgentEndpoint:
+    parts = text.split(":")
+    if len(parts) > 4:
+        raise SettingsError(
+            f"asterisk.agents: {text!r}: expected extension[:kind[:display name[:supervisor]]]"
+        )
+    kind = parts[1] if len(parts) > 1 and parts[1] else EndpointKind.WEBRTC
+    try:
+        return AgentEndpoint(
+            extension=parts[0],
+            kind=EndpointKind(kind),
+            display_name=parts[2] if len(parts) > 2 else "",
+            supervisor=len(parts) > 3 and parts[3] == "supervisor",
+        )
+    except ValueError as err:
+        raise SettingsError(f"asterisk.agents: {text!r}: {err}") from err
+
+
+def write_config(
+    settings: Settings,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Generate and write; secrets come from the environment, never from the settings file."""
+    env = os.environ if environ is None else environ
+    out = out or sys.stdout
+    try:
+        conf = deployment_from_settings(settings)
+        secrets = {name: env[name] for name in secret_names(conf) if env.get(name)}
+        files = generate(conf, secrets)
+        paths = write(out_dir, files, overwrite=overwrite)
+    except (AsteriskConfError, SettingsError) as err:
+        print(f"callcenter asterisk-conf: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}", file=out)
+    for name in missing_secrets(conf, secrets):
+        print(f"warning: {name} is not set: a placeholder was written in its place", file=out)
+    return 0
+
+
+def check_config(settings: Settings, conf_dir: Path, *, out: TextIO | None = None) -> int:
+    """Report problems in an existing configuration with file and line; exit 1 if any."""
+    out = out or sys.stdout
+    try:
+        expect = deployment_from_settings(settings)
+    except (AsteriskConfError, SettingsError) as err:
+        print(f"callcenter asterisk-conf: {err}", file=sys.stderr)
+        return 2
+    problems = check(conf_dir, expect)
+    for problem in problems:
+        print(problem, file=out)
+    print(f"{len(problems)} problem(s) in {conf_dir}", file=out)
+    return 1 if problems else 0

@@ -159,7 +159,9 @@ class AmiServer:
         self.auth_fail_delay = auth_fail_delay
         self._server: asyncio.Server | None = None
         self.sessions: set[AmiSession] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # one per connection: its session.run()
+        self._closing = False
+        self._close_timeout = 5.0
         self.started_epoch = time.time()
 
     @property
@@ -170,23 +172,36 @@ class AmiServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        self._closing = False
         self._server = await asyncio.start_server(self._accept, self.host, self._port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The session runs in a task of its own, which close() cancels; this callback task
+        # (made by asyncio.start_server) only waits for it. Cancelling the callback task itself
+        # would make Python 3.11's asyncio.streams log "Exception in callback ...
+        # CancelledError" (it calls exception() on the cancelled task). As in
+        # ivr/adapters/fastagi_server.py.
+        if self._closing:
+            writer.close()
+            return
         session = AmiSession(self, reader, writer)
         self.sessions.add(session)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        task = asyncio.create_task(session.run())
+        self._tasks.add(task)
         try:
-            await session.run()
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         finally:
+            self._tasks.discard(task)
             self.sessions.discard(session)
-            if task is not None:
-                self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _log.error("AMI session task failed", exc_info=err)
 
     async def close(self, *, shutdown_event: bool = True) -> None:
         """Stop accepting; like ``core stop now``: ``Shutdown`` to each session, then close."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions):
@@ -195,11 +210,11 @@ class AmiServer:
             session.close_soon()
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 session.writer.close()
-        for task in list(self._tasks):
+        tasks = set(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._close_timeout)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -4,8 +4,11 @@ Each application is ``async (pbx, channel, data) -> int``: 0 continues with the 
 -1 hangs up, ``GOTO`` means the application moved the channel itself. Modelled: Answer, NoOp,
 Verbose, Log, Wait, Playback, Background, Read, Set, Hangup, Goto, GotoIf, Busy, Congestion,
 Ringing, Progress, Echo, SendDTMF, MusicOnHold, StartMusicOnHold, StopMusicOnHold, UserEvent,
-MixMonitor, StopMixMonitor, AudioSocket, Queue (stub: sets QUEUESTATUS=TIMEOUT after its
-timeout, no queue logic). Dial and AGI live in dial.py and agi_client.py.
+MixMonitor, StopMixMonitor, AudioSocket, Gosub, Return, TryExec, Exec, Queue (queue_app.py;
+a queue unknown to ``PbxConfig.queues`` keeps the old stub: hold music, then
+QUEUESTATUS=TIMEOUT). Dial and AGI live in dial.py and agi_client.py; :func:`use_endpoints`
+lets Dial reach ``PJSIP/...`` interfaces played by dialplan extensions. Not modelled (the
+application is missing, so the dialplan stops there): ChanSpy, VoiceMail.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import uuid
 
 from asterisk_sim import event_templates as ev
 from asterisk_sim.channels import Channel, ChannelState
+from asterisk_sim.dialplan import split_app_args
 from asterisk_sim.pbx import GOTO, AppFn, Pbx
 
 _log = logging.getLogger(__name__)
@@ -148,11 +152,61 @@ async def app_set(pbx: Pbx, ch: Channel, data: str) -> int:
         name = name[2:]
     elif name.startswith("_"):
         name = name[1:]
-    if name.upper().startswith("GLOBAL(") and name.endswith(")"):
+    upper = name.upper()
+    if upper.startswith("GLOBAL(") and name.endswith(")"):
         pbx.set_var(None, name[7:-1], value)
+    elif upper.startswith("LOCAL(") and name.endswith(")"):
+        pbx.set_local(ch, name[6:-1].strip(), value)
+    elif name.endswith(")") and "(" in name:
+        func, _, args = name[:-1].partition("(")
+        if not pbx.write_function(ch, func.strip().upper(), args, value):
+            pbx.set_var(ch, name, value)
     else:
         pbx.set_var(ch, name, value)
     return 0
+
+
+async def app_gosub(pbx: Pbx, ch: Channel, data: str) -> int:
+    """Gosub([[context,]exten,]priority[(arg1[,...])]): -1 if the target does not exist."""
+    text = data.strip()
+    args: list[str] = []
+    paren = text.find("(")
+    if paren >= 0 and text.endswith(")"):
+        args = split_args(text[paren + 1 : -1])
+        text = text[:paren]
+    target = pbx.location(ch, text)
+    if target is None:
+        _log.warning("Gosub(%s) on %s: no such place", data, ch.name)
+        return -1
+    pbx.gosub(ch, target, args)
+    return GOTO
+
+
+async def app_return(pbx: Pbx, ch: Channel, data: str) -> int:
+    """Return([value]): back to the priority after the Gosub; -1 without a Gosub."""
+    if not pbx.gosub_return(ch, data):
+        _log.warning("Return(%s) without a Gosub on %s", data, ch.name)
+        return -1
+    return GOTO
+
+
+async def app_tryexec(pbx: Pbx, ch: Channel, data: str) -> int:
+    """TryExec(App(args)): TRYSTATUS SUCCESS / FAILED / NOAPP; the dialplan goes on."""
+    app, args = split_app_args(data)
+    if app.lower() not in pbx.apps:
+        pbx.set_var(ch, "TRYSTATUS", "NOAPP")
+        return 0
+    result = await pbx.exec_app(ch, app, args)
+    pbx.set_var(ch, "TRYSTATUS", "SUCCESS" if result == 0 else "FAILED")
+    return -1 if ch.is_hungup else 0
+
+
+async def app_exec(pbx: Pbx, ch: Channel, data: str) -> int:
+    """Exec(App(args)): runs App and returns what it returns."""
+    app, args = split_app_args(data)
+    if app.lower() not in pbx.apps:
+        return -1
+    return await pbx.exec_app(ch, app, args)
 
 
 async def app_hangup(pbx: Pbx, ch: Channel, data: str) -> int:
@@ -252,8 +306,17 @@ async def app_stopmixmonitor(pbx: Pbx, ch: Channel, data: str) -> int:
 
 
 async def app_queue(pbx: Pbx, ch: Channel, data: str) -> int:
-    """Queue is not modelled: the caller hears hold music until the queue timeout."""
+    """Queue(name,options,URL,announce,timeout): queue_app.py for a configured queue."""
+    from asterisk_sim.queue_app import app_queue as queue_with_members
+
     args = split_args(data)
+    if args[0].strip() in pbx.config.queues:
+        return await queue_with_members(pbx, ch, data)
+    return await _queue_stub(pbx, ch, args)
+
+
+async def _queue_stub(pbx: Pbx, ch: Channel, args: list[str]) -> int:
+    """An unconfigured queue: the caller hears hold music until the queue timeout."""
     timeout = _float(args[4], 0.0) if len(args) > 4 and args[4] else 24 * 3600.0
     pbx.answer(ch)
     pbx.start_moh(ch, "default")
@@ -280,6 +343,29 @@ async def app_audiosocket(pbx: Pbx, ch: Channel, data: str) -> int:
     if not port_text.isdigit():
         return -1
     return await run_audiosocket_for(pbx, ch, host, int(port_text), call_id)
+
+
+class EndpointDial:
+    """Dial, with ``PJSIP/...`` targets known to ``config.endpoints`` dialled as their Local."""
+
+    def __init__(self, dial: AppFn) -> None:
+        self.dial = dial
+
+    async def __call__(self, pbx: Pbx, ch: Channel, data: str) -> int:
+        args = split_args(data)
+        targets = []
+        for target in args[0].split("&"):
+            local = pbx.local_for(target) if target.strip().lower().startswith("pjsip/") else None
+            targets.append(f"Local/{local[0]}@{local[1]}" if local else target)
+        return await self.dial(pbx, ch, ",".join(["&".join(targets), *args[1:]]))
+
+
+def use_endpoints(pbx: Pbx, endpoints: dict[str, str]) -> None:
+    """Play PJSIP endpoint `name` by the extensions of context `endpoints[name]` (Dial, Queue)."""
+    pbx.config.endpoints.update(endpoints)
+    dial = pbx.apps.get("dial")
+    if dial is not None and not isinstance(dial, EndpointDial):
+        pbx.apps["dial"] = EndpointDial(dial)
 
 
 BUILTIN_APPS: dict[str, AppFn] = {
@@ -309,4 +395,8 @@ BUILTIN_APPS: dict[str, AppFn] = {
     "stopmixmonitor": app_stopmixmonitor,
     "queue": app_queue,
     "audiosocket": app_audiosocket,
+    "gosub": app_gosub,
+    "return": app_return,
+    "tryexec": app_tryexec,
+    "exec": app_exec,
 }

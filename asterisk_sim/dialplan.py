@@ -4,20 +4,41 @@ Supported (pbx_config / pbx.c behaviour, the subset our dialplans use): ``[conte
 ``[globals]``, ``exten => x,1(label),App(args)``, ``same => n,...``, ``n`` and ``n(label)``
 priorities, ``include => ctx``, ``;`` comments, patterns ``_X``, ``_Z``, ``_N``, ``[1-5]``, ``.``
 and ``!``, variables ``${VAR}`` and ``${VAR:offset:length}``, the functions ``CALLERID(...)``,
-``CONNECTEDLINE(...)``, ``IF(c?a:b)``, ``LEN``, ``EXISTS`` and ``$[ ]`` with ``=``, ``!=``,
-``&``, ``|``, ``+``, ``-``. Anything else substitutes as empty, like an unknown variable.
+``CONNECTEDLINE(...)``, ``IF(c?a:b)`` and those of :mod:`asterisk_sim.functions` (``FIELDQTY``,
+``CUT``, ``LEN``, ``ISNULL``, ``EXISTS``, ``LOCAL``), and ``$[ ]`` with ``=``, ``!=``, ``<``,
+``>``, ``<=``, ``>=``, ``&``, ``|``, ``+``, ``-``. Anything else substitutes as empty, like an
+unknown variable.
+
+``#include "file"`` (and ``#tryinclude``) splices the named file in place, as config.c does;
+a relative name is read through the `read_include` callback given to :func:`parse_dialplan`
+(:func:`load_dialplan` and :func:`read_dialplan_text` resolve it against the main file's folder,
+which is Asterisk's config directory for a file in /etc/asterisk). ``#exec`` is not supported.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asterisk_sim.errors import DialplanError
+from asterisk_sim.functions import evaluate
 
-__all__ = ["Dialplan", "Priority", "parse_dialplan", "split_app_args", "substitute"]
+__all__ = [
+    "Dialplan",
+    "IncludeReader",
+    "Priority",
+    "expand_includes",
+    "load_dialplan",
+    "parse_dialplan",
+    "read_dialplan_text",
+    "split_app_args",
+    "substitute",
+]
+
+IncludeReader = Callable[[str], str]  # the name after #include (unquoted) -> that file's text
+MAX_INCLUDE_DEPTH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,20 +191,71 @@ def _parse_priority(token: str, ext: _Extension, line_no: int) -> tuple[int, str
     return number, label
 
 
-def parse_dialplan(text: str, plan: Dialplan | None = None) -> Dialplan:
-    """Parse extensions.conf text (into `plan` if given: contexts are merged)."""
-    plan = plan if plan is not None else Dialplan()
-    current: _Context | None = None
-    section = ""
-    last_ext: _Extension | None = None
+def _directive(line: str) -> tuple[str, str] | None:
+    """``#include "x"`` -> ("include", "x"); None for an ordinary line."""
+    if not line.startswith("#"):
+        return None
+    word, _, rest = line[1:].partition(" ")
+    rest = rest.strip()
+    if len(rest) >= 2 and (rest[0], rest[-1]) in (('"', '"'), ("<", ">")):
+        rest = rest[1:-1]
+    return word.strip().lower(), rest.strip()
+
+
+def _lines(
+    text: str, origin: str, read_include: IncludeReader | None, stack: tuple[str, ...]
+) -> Iterator[tuple[str, int, str]]:
+    """(origin, line number, line without comment) for `text` with its #includes spliced in."""
     for line_no, raw in enumerate(text.splitlines(), 1):
         line = _strip_comment(raw)
         if not line:
             continue
+        directive = _directive(line)
+        if directive is None:
+            yield origin, line_no, line
+            continue
+        word, name = directive
+        where = f"{origin}:{line_no}"
+        if word not in ("include", "tryinclude"):
+            raise DialplanError(f"{where}: #{word} is not supported by the simulator")
+        if read_include is None:
+            raise DialplanError(
+                f"{where}: #include {name!r} needs a folder to read from: "
+                "use load_dialplan(path) or read_dialplan_text(path)"
+            )
+        if name in stack or len(stack) > MAX_INCLUDE_DEPTH:
+            raise DialplanError(f"{where}: #include {name!r} loops ({' -> '.join(stack)})")
+        try:
+            included = read_include(name)
+        except (OSError, KeyError) as err:
+            if word == "tryinclude":
+                continue
+            raise DialplanError(f"{where}: cannot read #include {name!r}: {err}") from err
+        yield from _lines(included, name, read_include, (*stack, name))
+
+
+def parse_dialplan(
+    text: str,
+    plan: Dialplan | None = None,
+    *,
+    read_include: IncludeReader | None = None,
+    origin: str = "extensions.conf",
+) -> Dialplan:
+    """Parse extensions.conf text (into `plan` if given: contexts are merged).
+
+    ``#include`` lines are read through `read_include` (without one they raise
+    :class:`DialplanError`); `origin` names the text in error messages.
+    """
+    plan = plan if plan is not None else Dialplan()
+    current: _Context | None = None
+    section = ""
+    last_ext: _Extension | None = None
+    for file_name, line_no, line in _lines(text, origin, read_include, (origin,)):
+        raw = line
         if line.startswith("["):
             end = line.find("]")
             if end < 0:
-                raise DialplanError(f"line {line_no}: bad section header {raw!r}")
+                raise DialplanError(f"{file_name}:{line_no}: bad section header {raw!r}")
             section = line[1:end].strip()
             last_ext = None
             if section in ("general", "globals"):
@@ -195,7 +267,7 @@ def parse_dialplan(text: str, plan: Dialplan | None = None) -> Dialplan:
         if not sep:
             key, sep, value = line.partition("=")
         if not sep:
-            raise DialplanError(f"line {line_no}: expected 'key => value': {raw!r}")
+            raise DialplanError(f"{file_name}:{line_no}: expected 'key => value': {raw!r}")
         key, value = key.strip().lower(), value.strip()
         if section == "globals":
             plan.globals[line.partition("=")[0].strip()] = line.partition("=")[2].strip()
@@ -213,7 +285,7 @@ def parse_dialplan(text: str, plan: Dialplan | None = None) -> Dialplan:
             ext = current.extensions.setdefault(name, _Extension(name))
         else:
             if last_ext is None:
-                raise DialplanError(f"line {line_no}: 'same' without a previous 'exten'")
+                raise DialplanError(f"{file_name}:{line_no}: 'same' without a previous 'exten'")
             ext, rest = last_ext, value
         prio_token, _, app_text = rest.partition(",")
         number, label = _parse_priority(prio_token, ext, line_no)
@@ -228,11 +300,46 @@ def parse_dialplan(text: str, plan: Dialplan | None = None) -> Dialplan:
     return plan
 
 
+def _folder_reader(folder: Path) -> IncludeReader:
+    def read(name: str) -> str:
+        path = Path(name)
+        return (path if path.is_absolute() else folder / path).read_text(encoding="utf-8")
+
+    return read
+
+
 def load_dialplan(source: str | Path) -> Dialplan:
-    """Parse a path to extensions.conf, or the text itself if it contains a newline."""
+    """Parse a path to extensions.conf (#includes relative to its folder), or the text itself.
+
+    Text (a string with a newline) can only #include absolute paths.
+    """
     if isinstance(source, Path) or "\n" not in source:
-        return parse_dialplan(Path(source).read_text(encoding="utf-8"))
-    return parse_dialplan(source)
+        path = Path(source)
+        return parse_dialplan(
+            path.read_text(encoding="utf-8"),
+            read_include=_folder_reader(path.parent),
+            origin=path.name,
+        )
+    return parse_dialplan(source, read_include=_folder_reader(Path("/")))
+
+
+def expand_includes(
+    text: str, read_include: IncludeReader, *, origin: str = "extensions.conf"
+) -> str:
+    """`text` with every #include spliced in (comments dropped): one self-contained dialplan.
+
+    For callers that take dialplan *text*, such as ``AsteriskSimulator(text)``; the
+    generator's output can be expanded straight from its dict: ``expand_includes(
+    files["extensions.conf"], files.__getitem__)``.
+    """
+    return "".join(f"{line}\n" for _, _, line in _lines(text, origin, read_include, (origin,)))
+
+
+def read_dialplan_text(path: Path) -> str:
+    """The extensions.conf at `path` with its #includes (relative to its folder) spliced in."""
+    return expand_includes(
+        path.read_text(encoding="utf-8"), _folder_reader(path.parent), origin=path.name
+    )
 
 
 Resolver = Callable[[str], str | None]
@@ -338,10 +445,9 @@ def _expand(inner: str, variable: Resolver, function: FunctionCall) -> str:
             cond, _, branches = args.partition("?")
             yes, _, no = branches.partition(":")
             return yes if _truthy(_eval_expr(cond)) else no
-        if name == "LEN":
-            return str(len(args))
-        if name == "EXISTS":
-            return "1" if args else "0"
+        value = evaluate(name, args, variable)
+        if value is not None:
+            return value
         return function(name, args) or ""
     name, colon, rest = inner.partition(":")
     value = variable(name) or ""

@@ -11,6 +11,17 @@ Event order follows the traces (``tests/fixtures/asterisk-traces``, README secti
   without a cause, 16 when the dialplan simply ended).
 * A digit that arrives while nothing reads the channel is lost (res_agi discards frames
   between commands).
+
+Gosub frames follow app_stack.c: ``Gosub`` pushes the return address (the next priority) and
+sets ``ARG1``..``ARGn`` as LOCAL variables (blanking ARGs the caller's frame had beyond n);
+``Set(LOCAL(x)=v)`` saves x's previous value in the top frame; ``Return(v)`` sets
+``GOSUB_RETVAL``, restores every saved variable (with VarSet, as pbx_builtin_setvar_helper
+does) and jumps back.
+
+Endpoints: the simulator has no SIP stack, so a ``PJSIP/<res>`` or ``PJSIP/<user>@<endpoint>``
+interface is played by a dialplan extension: ``PbxConfig.endpoints`` maps an endpoint name to
+the context whose ``<res>`` (or ``<user>``) extension plays the phone (an ``AgentScript``, a
+trunk answering a callback), dialled as a Local channel.
 """
 
 from __future__ import annotations
@@ -21,13 +32,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asterisk_sim import event_templates as ev
 from asterisk_sim.bus import EventBus
 from asterisk_sim.channels import Channel, ChannelRegistry, ChannelState
 from asterisk_sim.clock import SimClock
 from asterisk_sim.dialplan import Dialplan, substitute
+from asterisk_sim.functions import evaluate
 from asterisk_sim.prompts import RATE, PromptLibrary
+
+if TYPE_CHECKING:
+    from asterisk_sim.queue_app import QueueConfig
 
 _log = logging.getLogger(__name__)
 
@@ -49,13 +65,28 @@ class StreamResult:
 
 @dataclass
 class PbxConfig:
-    """Tunables: AGI and AudioSocket address overrides, default DTMF duration."""
+    """Tunables: AGI and AudioSocket address overrides, queues, simulated endpoints.
+
+    `queues` is what queues.conf would define (``queue_app.parse_queues_conf``); `endpoints`
+    maps a PJSIP endpoint name to the context that plays it (see the module docstring).
+    """
 
     agi_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
     audiosocket_override: tuple[str, int] | None = None
     agi_connect_timeout: float = 5.0
     spool_dir: Path = Path("/var/spool/asterisk")
     write_recordings: bool = False
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GosubFrame:
+    """One Gosub level: where Return goes and the variables to restore (None: was unset)."""
+
+    return_to: tuple[str, str, int]
+    arg_count: int
+    saved: dict[str, str | None] = field(default_factory=dict)
 
 
 class Pbx:
@@ -80,6 +111,9 @@ class Pbx:
         self.apps: dict[str, AppFn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.started_at = clock.now()
+        self.gosub_stacks: dict[Channel, list[GosubFrame]] = {}
+        self.queue_callers: dict[str, list[Channel]] = {}  # waiting callers per queue
+        self.busy_members: set[str] = set()  # queue member interfaces on a call
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -174,6 +208,98 @@ class Pbx:
             return {"name": ch.name, "uniqueid": ch.uniqueid, "linkedid": ch.linkedid}.get(arg)
         return None
 
+    def write_function(self, ch: Channel, name: str, args: str, value: str) -> bool:
+        """``Set(FUNC(args)=value)`` for CALLERID(num|name); False if not modelled."""
+        arg = args.strip().lower()
+        if name == "CALLERID" and arg in ("num", "number", "name"):
+            if arg == "name":
+                ch.caller_name = value
+            else:
+                ch.caller_num = value
+            self.emit(ev.newcallerid(ch))
+            return True
+        return False
+
+    # -- Gosub frames and LOCAL variables ----------------------------------------------------
+
+    def set_local(self, ch: Channel, name: str, value: str) -> bool:
+        """``Set(LOCAL(name)=value)``: False (nothing set) outside a Gosub, as app_stack does."""
+        stack = self.gosub_stacks.get(ch)
+        if not stack:
+            _log.warning("LOCAL(%s) set outside a Gosub on %s: ignored", name, ch.name)
+            return False
+        saved = stack[-1].saved
+        if name not in saved:
+            saved[name] = ch.variables.get(name)
+        self.set_var(ch, name, value)
+        return True
+
+    def gosub(self, ch: Channel, target: tuple[str, str, int], args: list[str]) -> None:
+        """Push a frame returning to the next priority, set ARGn, move `ch` to `target`."""
+        stack = self.gosub_stacks.setdefault(ch, [])
+        previous = stack[-1].arg_count if stack else 0
+        stack.append(GosubFrame((ch.context, ch.exten, ch.priority + 1), len(args)))
+        for index in range(1, max(len(args), previous) + 1):
+            self.set_local(ch, f"ARG{index}", args[index - 1] if index <= len(args) else "")
+        ch.context, ch.exten, ch.priority = target
+
+    def gosub_return(self, ch: Channel, value: str) -> bool:
+        """``Return(value)``: restore the frame's variables and jump back; False if no frame."""
+        stack = self.gosub_stacks.get(ch)
+        if not stack:
+            return False
+        frame = stack.pop()
+        for name, old in frame.saved.items():
+            self.set_var(ch, name, old or "")
+            if old is None:
+                ch.variables.pop(name, None)
+        self.set_var(ch, "GOSUB_RETVAL", value)
+        ch.context, ch.exten, ch.priority = frame.return_to
+        return True
+
+    def location(self, ch: Channel, target: str) -> tuple[str, str, int] | None:
+        """``[[context,]exten,]priority|label`` relative to `ch`; None if it does not exist."""
+        parts = [p.strip() for p in target.split(",")]
+        context, exten = ch.context, ch.exten
+        if len(parts) == 3:
+            context, exten, prio = parts
+        elif len(parts) == 2:
+            exten, prio = parts
+        else:
+            prio = parts[0]
+        if prio.isdigit():
+            number: int | None = int(prio)
+        else:
+            number = self.dialplan.label(context, exten, prio)
+        if number is None or not self.dialplan.has_extension(context, exten, number):
+            return None
+        return context, exten, number
+
+    # -- simulated endpoints -----------------------------------------------------------------
+
+    def local_for(self, interface: str) -> tuple[str, str] | None:
+        """(exten, context) of the Local channel that plays `interface`, None if unknown.
+
+        ``Local/x@ctx[/n]`` is itself; ``PJSIP/<res>`` and ``PJSIP/<user>@<endpoint>`` use
+        ``config.endpoints``; ``PJSIP/<res>`` also accepts an endpoint literally named <res>.
+        """
+        tech, _, rest = interface.strip().partition("/")
+        tech = tech.lower()
+        if tech == "local" and "@" in rest:
+            exten, _, context = rest.partition("@")
+            return exten, context.split("/", 1)[0]
+        if tech == "pjsip" and rest:
+            user, at, endpoint = rest.partition("@")
+            endpoint = endpoint if at else user
+            played_by = self.config.endpoints.get(endpoint)
+            if played_by is not None:
+                return user, played_by
+        return None
+
+    def _any_function(self, ch: Channel | None, name: str, args: str) -> str | None:
+        value = evaluate(name, args, lambda n: self.get_var(ch, n))
+        return value if value is not None else self.function(ch, name, args)
+
     def substitute(self, ch: Channel | None, text: str) -> str:
         """Expand ``${...}`` in `text` against `ch`."""
         return substitute(text, lambda n: self.get_var(ch, n), lambda n, a: self.function(ch, n, a))
@@ -182,7 +308,7 @@ class Pbx:
         """A Getvar / GET VARIABLE lookup: a plain name or a function call like CALLERID(num)."""
         if expression.endswith(")") and "(" in expression:
             name, _, args = expression[:-1].partition("(")
-            return self.function(ch, name.strip().upper(), args)
+            return self._any_function(ch, name.strip().upper(), args)
         return self.get_var(ch, expression)
 
     # -- state -------------------------------------------------------------------------------
@@ -262,6 +388,7 @@ class Pbx:
         ch.hangup_event.set()
         self.emit(ev.hangup(ch, cause))
         self.channels.remove(ch)
+        self.gosub_stacks.pop(ch, None)
 
     # -- waiting and media -------------------------------------------------------------------
 
@@ -414,19 +541,8 @@ class Pbx:
 
     def goto(self, ch: Channel, target: str) -> bool:
         """Goto([[context,]exten,]priority|label): move `ch`; False if the target is unknown."""
-        parts = [p.strip() for p in target.split(",")]
-        context, exten = ch.context, ch.exten
-        if len(parts) == 3:
-            context, exten, prio = parts
-        elif len(parts) == 2:
-            exten, prio = parts
-        else:
-            prio = parts[0]
-        if prio.isdigit():
-            number: int | None = int(prio)
-        else:
-            number = self.dialplan.label(context, exten, prio)
-        if number is None or not self.dialplan.has_extension(context, exten, number):
+        place = self.location(ch, target)
+        if place is None:
             return False
-        ch.context, ch.exten, ch.priority = context, exten, number
+        ch.context, ch.exten, ch.priority = place
         return True

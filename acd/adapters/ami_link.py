@@ -235,6 +235,10 @@ class LinkStats:
 # --- one connection -----------------------------------------------------------------------
 
 
+#: Events that change the link's own state (decode_event maps these names to these types).
+_LIFECYCLE_EVENTS = frozenset({"FullyBooted", "Shutdown"})
+
+
 class _Kind(enum.Enum):
     SINGLE = enum.auto()  # done at its Response
     LIST = enum.auto()  # done at the event with EventList: Complete
@@ -312,11 +316,15 @@ class _Session:
         event = self._link._decode(message)
         if event is None:
             return
-        self.emit(event)
-        if isinstance(event, FullyBooted):
-            self._link._booted.set()
-        elif isinstance(event, Shutdown):
-            self.close("Asterisk is shutting down (Shutdown event)", abort=False)
+        if self._holding is None:
+            self._link._put(event)
+        else:
+            self.emit(event)
+        if name in _LIFECYCLE_EVENTS:  # one set lookup instead of an isinstance chain
+            if type(event) is FullyBooted:
+                self._link._booted.set()
+            elif type(event) is Shutdown:
+                self.close("Asterisk is shutting down (Shutdown event)", abort=False)
 
     def stream_failed(self, error: AmiProtocolError) -> None:
         self.close(f"AMI protocol error: {error}")

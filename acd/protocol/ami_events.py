@@ -31,7 +31,8 @@ ids), checked against every event in the recorded ``*.ami.jsonl`` traces.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 
 from acd.domain.pbx_events import (
     AgentCalled,
@@ -131,33 +132,76 @@ def _known(value: str) -> str:
     return "" if value == _UNKNOWN else value
 
 
+def _block_keys(prefix: str) -> tuple[str, ...]:
+    """The channel block's header names with `prefix`, in ChannelSnapshot's field order."""
+    return tuple(
+        prefix + name
+        for name in (
+            "Channel",
+            "Uniqueid",
+            "Linkedid",
+            "ChannelState",
+            "ChannelStateDesc",
+            "CallerIDNum",
+            "CallerIDName",
+            "ConnectedLineNum",
+            "ConnectedLineName",
+            "Language",
+            "AccountCode",
+            "Context",
+            "Exten",
+            "Priority",
+        )
+    )
+
+
+#: Prefix -> a getter of the prefixed channel block's values (a tuple; KeyError if one lacks).
+_BLOCK_GETTERS: dict[str, Callable[[Mapping[str, str]], tuple[str, ...]]] = {
+    prefix: itemgetter(*_block_keys(prefix))
+    for prefix in ("", "Dest", "LocalOne", "LocalTwo", "Spyer", "Spyee")
+}
+
+
 class _Reader:
-    """Typed access to one event's headers; every failure names the event and the header."""
+    """Typed access to one event's headers; every failure names the event and the header.
 
-    __slots__ = ("msg", "name")
+    Lookups try Asterisk's exact spelling first (AmiMessage.exact_index), then fall back to
+    the message's case-insensitive get().
+    """
 
-    def __init__(self, msg: AmiMessage, name: str) -> None:
+    __slots__ = ("exact", "msg", "name")
+
+    def __init__(self, msg: AmiMessage, name: str, exact: Mapping[str, str]) -> None:
         self.msg = msg
         self.name = name
+        self.exact = exact  # msg.exact_index()
 
     def has(self, key: str) -> bool:
-        return key in self.msg
+        return key in self.exact or key in self.msg
 
     def text(self, key: str) -> str:
-        value = self.msg.get(key)
+        value = self.exact.get(key)
         if value is None:
-            raise MalformedEventError(self.name, key, "is missing")
+            value = self.msg.get(key)
+            if value is None:
+                raise MalformedEventError(self.name, key, "is missing")
         return value
 
     def opt(self, key: str, default: str = "") -> str:
-        value = self.msg.get(key)
-        return default if value is None else value
+        value = self.exact.get(key)
+        if value is None:
+            value = self.msg.get(key)
+            if value is None:
+                return default
+        return value
 
     def integer(self, key: str) -> int:
         return self._to_int(key, self.text(key))
 
     def opt_integer(self, key: str) -> int | None:
-        value = self.msg.get(key)
+        value = self.exact.get(key)
+        if value is None:
+            value = self.msg.get(key)
         return None if value is None or value == "" else self._to_int(key, value)
 
     def _to_int(self, key: str, value: str) -> int:
@@ -179,6 +223,45 @@ class _Reader:
         return self.flag(key) if self.has(key) else default
 
     def channel(self, prefix: str = "") -> ChannelSnapshot:
+        # Fast path: every header spelled as Asterisk spells it, both integers plain.
+        try:
+            (
+                name,
+                unique_id,
+                linked_id,
+                state,
+                state_desc,
+                cid_num,
+                cid_name,
+                cl_num,
+                cl_name,
+                language,
+                account_code,
+                context,
+                exten,
+                priority,
+            ) = _BLOCK_GETTERS[prefix](self.exact)
+            return ChannelSnapshot(
+                name,
+                unique_id,
+                linked_id,
+                int(state),
+                state_desc,
+                "" if cid_num == _UNKNOWN else cid_num,
+                "" if cid_name == _UNKNOWN else cid_name,
+                "" if cl_num == _UNKNOWN else cl_num,
+                "" if cl_name == _UNKNOWN else cl_name,
+                language,
+                account_code,
+                context,
+                exten,
+                int(priority),
+            )
+        except (KeyError, ValueError):
+            return self._channel_checked(prefix)
+
+    def _channel_checked(self, prefix: str) -> ChannelSnapshot:
+        """The channel block read header by header, raising MalformedEventError on a fault."""
         return ChannelSnapshot(
             name=self.text(prefix + "Channel"),
             unique_id=self.text(prefix + "Uniqueid"),
@@ -197,7 +280,10 @@ class _Reader:
         )
 
     def opt_channel(self, prefix: str = "") -> ChannelSnapshot | None:
-        name = self.msg.get(prefix + "Channel")
+        key = prefix + "Channel"
+        name = self.exact.get(key)
+        if name is None:
+            name = self.msg.get(key)
         if name is None or name == "none":
             return None
         return self.channel(prefix)
@@ -614,11 +700,14 @@ def decode_event(msg: AmiMessage) -> PbxEvent:
     MalformedEventError (an AmiProtocolError) if a known event lacks a header it needs or a
     value does not parse.
     """
-    name = msg.event
+    exact = msg.exact_index()
+    name = exact.get("Event")
+    if name is None:
+        name = msg.event
     if name is None:
         raise AmiProtocolError("decode_event() needs an AMI event, got a message without Event")
     decoder = EVENT_DECODERS.get(name)
     if decoder is None:
         fields = tuple((k, v) for k, v in msg.headers if k.lower() != "event")
         return UnknownEvent(name=name, fields=fields)
-    return decoder(_Reader(msg, name))
+    return decoder(_Reader(msg, name, exact))

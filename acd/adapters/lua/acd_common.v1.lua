@@ -1,0 +1,188 @@
+-- callcenter acd_common v1: shared prelude of every acd_*.v1.lua script (prepended when loaded).
+--
+-- Every ACD script is run as <this prelude> .. <script body> and starts with the same ARGV:
+--   ARGV[1]  key prefix  "acd:{<site>}:"  (the hash tag puts every key of a site in one slot)
+--   ARGV[2]  approximate MAXLEN of the event stream
+--   ARGV[3]  retention in ms of finished (cancelled / completed) item hashes
+-- Script arguments start at ARGV[4]. KEYS[1] is always the event stream; the entity keys a
+-- script is about follow it. Other keys of the site (ready sets, waiting set, offers) are
+-- derived from the prefix: they share the hash tag, so they live in the declared keys' slot.
+--
+-- Scripts read TIME before writing: this needs effects replication (the default since Redis 5).
+--
+-- Replies are arrays whose first element is 'ok', 'already' (an idempotent repeat: nothing
+-- changed) or a refusal reason (nothing changed either).
+--
+-- Layout (see acd/adapters/redis_state.py for the full description):
+--   agent:<id>    hash  ver state logged_in pause missed misses missed_total wrap_until
+--                       idle_since caps blocks skills offer load:call load:chat load:email
+--   item:<id>     hash  ver state channel queue priority enq score skills attrs agent offer
+--                       last_offer last_cause req offers misses
+--   ready:<ch>    zset  agents that can take <ch>, score = max(idle_since, wrap_until) in ms
+--   waiting       zset  waiting items, score = (1000 - priority) * 2^42 + enqueued_at_ms
+--   offers        hash  offer id -> JSON {item, agent, channel, expires}
+--   offer_expiry  zset  offer id, score = expiry in ms (server clock)
+--   offer_seq     counter of offer ids
+--   events        stream of facts, one entry per fact: type, at (server ms), fields
+local P = ARGV[1]
+local MAXLEN = ARGV[2]
+local RETAIN_MS = ARGV[3]
+local CHANNELS = {'call', 'chat', 'email'}
+local EVENTS = P .. 'events'
+local WAITING = P .. 'waiting'
+local OFFERS = P .. 'offers'
+local EXPIRY = P .. 'offer_expiry'
+local SEQ = P .. 'offer_seq'
+
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- The server's clock, read once: controllers' clocks never decide expiry or wrap-up.
+local NOW = server_ms()
+
+local function num(v)
+  return tonumber(v) or 0
+end
+
+local function agent_key(id) return P .. 'agent:' .. id end
+local function item_key(id) return P .. 'item:' .. id end
+local function ready_key(ch) return P .. 'ready:' .. ch end
+
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function hset_all(key, t)
+  local args = {'HSET', key}
+  for k, v in pairs(t) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  redis.call(unpack(args))
+end
+
+local function emit(kind, fields)
+  local args = {'XADD', EVENTS, 'MAXLEN', '~', MAXLEN, '*', 'type', kind, 'at', NOW}
+  for i = 1, #fields do args[#args + 1] = fields[i] end
+  return redis.call(unpack(args))
+end
+
+-- Agents -------------------------------------------------------------------------------------
+
+local function held(a)
+  local n = 0
+  for _, ch in ipairs(CHANNELS) do n = n + num(a['load:' .. ch]) end
+  return n
+end
+
+-- Same precedence as the domain's AgentStatus: facts first, then availability.
+local function agent_state(a)
+  if a.logged_in ~= '1' then return 'logged_out' end
+  if a.offer ~= '' then return 'reserved' end
+  if held(a) > 0 then return 'on_work' end
+  if num(a.wrap_until) > NOW then return 'wrap_up' end
+  if a.missed == '1' then return 'missed' end
+  if a.pause ~= '' then return 'paused' end
+  return 'ready'
+end
+
+-- Why the agent cannot be offered an item of channel `ch` at server time `at` (math.huge: any
+-- time, i.e. ignoring wrap-up), or nil if it can.
+local function agent_refusal(a, ch, at)
+  if a.logged_in ~= '1' then return 'agent_logged_out' end
+  if a.offer ~= '' then return 'agent_reserved' end
+  if a.pause ~= '' then return 'agent_paused' end
+  if a.missed == '1' then return 'agent_missed' end
+  if num(a.wrap_until) > at then return 'agent_wrap_up' end
+  local cap = num(cjson.decode(a.caps)[ch])
+  if cap <= 0 then return 'agent_no_channel' end
+  if num(a['load:' .. ch]) >= cap then return 'agent_at_capacity' end
+  if a.blocks == '1' and ch ~= 'call' and num(a['load:call']) > 0 then return 'agent_on_call' end
+  return nil
+end
+
+-- Write the agent (version bumped, state derived) and its membership of the ready sets.
+local function save_agent(id, a)
+  a.ver = num(a.ver) + 1
+  a.state = agent_state(a)
+  hset_all(agent_key(id), a)
+  local score = math.max(num(a.idle_since), num(a.wrap_until))
+  for _, ch in ipairs(CHANNELS) do
+    -- Wrap-up is left to the score: an agent is ready from max(idle_since, wrap_until) on.
+    if agent_refusal(a, ch, math.huge) == nil then
+      redis.call('ZADD', ready_key(ch), score, id)
+    else
+      redis.call('ZREM', ready_key(ch), id)
+    end
+  end
+  return a.ver
+end
+
+-- Items --------------------------------------------------------------------------------------
+
+local function save_item(id, it)
+  it.ver = num(it.ver) + 1
+  hset_all(item_key(id), it)
+  return it.ver
+end
+
+local function finish_item(id, it, state)
+  it.state = state
+  it.agent = ''
+  it.offer = ''
+  local ver = save_item(id, it)
+  redis.call('PEXPIRE', item_key(id), RETAIN_MS)
+  return ver
+end
+
+-- Offers -------------------------------------------------------------------------------------
+
+-- Drop the offer record; the agent (if any) loses the reservation and its load on the channel.
+-- The caller saves the agent.
+local function drop_offer(offer_id, a, channel)
+  redis.call('HDEL', OFFERS, offer_id)
+  redis.call('ZREM', EXPIRY, offer_id)
+  if a ~= nil then
+    if a.offer == offer_id then a.offer = '' end
+    a['load:' .. channel] = math.max(0, num(a['load:' .. channel]) - 1)
+  end
+end
+
+-- Put an offered item back in the waiting set at its original score (its old place: ahead of
+-- everything enqueued later at the same priority) and record why.
+local function requeue(id, it, offer_id, cause)
+  local agent = it.agent
+  it.state = 'waiting'
+  it.agent = ''
+  it.offer = ''
+  it.last_offer = offer_id
+  it.last_cause = cause
+  local ver = save_item(id, it)
+  redis.call('ZADD', WAITING, it.score, id)
+  emit('ItemRequeued', {'item', id, 'agent', agent, 'offer', offer_id, 'channel', it.channel,
+    'queue', it.queue, 'cause', cause, 'ver', ver})
+  return ver
+end
+
+-- End an offer that was not accepted (expired, rescinded by logout): the agent is freed without
+-- a miss, the item requeued. Returns the item's new version (0 if the item is gone).
+local function release_offer(offer_id, cause)
+  local raw = redis.call('HGET', OFFERS, offer_id)
+  if not raw then return 0 end
+  local o = cjson.decode(raw)
+  local a = hgetall(agent_key(o.agent))
+  drop_offer(offer_id, a, o.channel)
+  local aver = 0
+  if a ~= nil then aver = save_agent(o.agent, a) end
+  local it = hgetall(item_key(o.item))
+  local ver = 0
+  if it ~= nil and it.state == 'offered' and it.offer == offer_id then
+    ver = requeue(o.item, it, offer_id, cause)
+  end
+  return ver, o, aver
+end

@@ -1,0 +1,32 @@
+-- callcenter acd_complete v1: the agent finished an assigned item; wrap-up starts.
+--
+-- KEYS[1]  events stream      KEYS[2]  item:<item_id>
+-- ARGV[4]  item_id
+-- ARGV[5]  wrap-up duration in ms (0 for none)
+--
+-- The item's capacity is released at once; the agent gets no new offer before
+-- wrap_until = server time + wrap-up (wrap-up is per agent, not per item). When the agent holds
+-- nothing any more its idle time starts now (it is ready again from wrap_until on).
+-- Returns {'ok', item version} after ItemCompleted, {'already', version} when completed
+-- before, {'item_unknown'}, {'item_not_assigned', state}.
+local item_id = ARGV[4]
+local it = hgetall(KEYS[2])
+if it == nil then return {'item_unknown', ''} end
+if it.state == 'completed' then return {'already', num(it.ver)} end
+if it.state ~= 'assigned' then return {'item_not_assigned', it.state} end
+local agent_id, offer_id = it.agent, it.offer
+local a = hgetall(agent_key(agent_id))
+local wrap_until = 0
+if a ~= nil then
+  a['load:' .. it.channel] = math.max(0, num(a['load:' .. it.channel]) - 1)
+  if num(ARGV[5]) > 0 then
+    a.wrap_until = math.max(num(a.wrap_until), NOW + num(ARGV[5]))
+  end
+  wrap_until = num(a.wrap_until)
+  if held(a) == 0 then a.idle_since = NOW end
+  save_agent(agent_id, a)
+end
+local ver = finish_item(item_id, it, 'completed')
+emit('ItemCompleted', {'item', item_id, 'agent', agent_id, 'offer', offer_id,
+  'channel', it.channel, 'queue', it.queue, 'wrap_until', wrap_until, 'ver', ver})
+return {'ok', ver}

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions for the help desk schema (run through `tickets.migrate`)."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of the help desk schema, oldest first."""

@@ -102,6 +102,7 @@ class LookupAnswered:
     kind: LookupKind
     outcome: LookupOutcome
     reason: str = ""
+    ticket: str = ""  # the ticket number a successful ticket-status lookup found
 
 
 @dataclass(frozen=True, slots=True)

@@ -516,16 +516,21 @@ class IvrSession:
 
     def _on_lookup(self, step: LookupStep, event: LookupResult | LookupFailed) -> None:
         now = self._now()
+        found = ""
         if isinstance(event, LookupFailed):
             outcome, target, reason = LookupOutcome.FAILED, step.on_failure, event.reason
         elif event.ok:
             outcome, target, reason = LookupOutcome.OK, step.next, ""
+            if step.kind is LookupKind.TICKET_STATUS:
+                found = str(event.data.get("number", ""))
             for key, value in event.data.items():
                 self._variables[f"{step.result}.{key}"] = str(value)
         else:
             outcome, reason = LookupOutcome.NOT_FOUND, ""
             target = step.on_not_found or step.on_failure
-        self._record(LookupAnswered(self._call.call_id, now, step.id, step.kind, outcome, reason))
+        self._record(
+            LookupAnswered(self._call.call_id, now, step.id, step.kind, outcome, reason, found)
+        )
         self._go(target)
 
     def _on_kb(self, step: KbAnswerStep, event: Event) -> None:

@@ -1,0 +1,173 @@
+"""The IVR path stream into tickets: real Redis (consumer group) and real SQLite/PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import func, select
+
+from ivr.adapters.path_sink import RedisPathSink
+from ivr.domain.call import CallId
+from ivr.domain.flow import LookupKind, StepId, StepType
+from ivr.domain.path import (
+    IvrEnded,
+    IvrStarted,
+    LookupAnswered,
+    LookupOutcome,
+    Outcome,
+    PathEvent,
+    StepEntered,
+)
+from tickets.call_feed import DEAD_LETTER_STREAM, CallFeed
+from tickets.calls import CallTickets
+from tickets.db import Database
+from tickets.models import CallRecord, Disposition, Ticket
+
+STREAM = "test:events:ivr"
+T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def session(call: str, caller: str, *, outcome: Outcome = Outcome.HUNG_UP) -> list[PathEvent]:
+    cid = CallId(call)
+    return [
+        IvrStarted(cid, T0, "support", caller, "en"),
+        StepEntered(cid, T0 + timedelta(seconds=1), StepId("menu"), StepType.MENU),
+        IvrEnded(cid, T0 + timedelta(seconds=9), StepId("bye"), outcome, 9000),
+    ]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``check`` every 20 ms for up to ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def feed(
+    redis: aioredis.Redis, db: Database, consumer: str = "node-a", claim_idle: float = 60.0
+) -> CallFeed:
+    return CallFeed(
+        redis,
+        CallTickets(db.sessions),
+        consumer=consumer,
+        stream=STREAM,
+        block_ms=50,
+        claim_idle=claim_idle,
+    )
+
+
+async def test_given_finished_ivr_sessions_then_each_becomes_a_ticketed_call_and_is_acked(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    sink = RedisPathSink(redis, stream=STREAM)
+    for event in session("c1", "+15551230001") + session("c2", "(555) 123-0002"):
+        await sink.publish(event)
+    consumer = feed(redis, db)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: consumer.stored == 2, "both calls stored")
+    finally:
+        task.cancel()
+    async with db.sessions() as s:
+        records = list((await s.execute(select(CallRecord).order_by(CallRecord.call_id))).scalars())
+        tickets = int((await s.execute(select(func.count()).select_from(Ticket))).scalar_one())
+    assert [r.call_id for r in records] == ["c1", "c2"]
+    assert all(r.ticket_id is not None for r in records)
+    assert records[0].disposition is Disposition.SELF_SERVICE
+    assert tickets == 2
+    pending = await redis.xpending(STREAM, "tickets")
+    assert pending["pending"] == 0
+
+
+async def test_given_a_node_dies_mid_call_then_another_claims_the_entries_and_stores_the_call(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    sink = RedisPathSink(redis, stream=STREAM)
+    first, *rest = session("c9", "+15551230009")
+    await sink.publish(first)
+    dying = feed(redis, db, consumer="node-a")
+    await dying._ensure_group()
+    await dying.step()  # read the first half, then "die" without acknowledging it
+    assert dying.fold.open_calls == 1
+    for event in rest:
+        await sink.publish(event)
+    heir = feed(redis, db, consumer="node-b", claim_idle=0.0)
+    task = asyncio.create_task(heir.run())
+    try:
+        await until(lambda: heir.stored == 1, "the call stored by the heir")
+    finally:
+        task.cancel()
+    async with db.sessions() as s:
+        record = (await s.execute(select(CallRecord))).scalar_one()
+    assert len(record.ivr_path) == 3  # the whole path, including what node-a had read
+
+
+async def test_given_a_garbled_entry_then_it_is_dead_lettered_and_the_next_call_still_flows(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    await redis.xadd(STREAM, {"type": "IvrStarted", "call_id": "x", "json": b"{not json"})
+    sink = RedisPathSink(redis, stream=STREAM)
+    for event in session("c3", "+15551230003"):
+        await sink.publish(event)
+    consumer = feed(redis, db)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: consumer.stored == 1, "the good call stored")
+    finally:
+        task.cancel()
+    dead: Any = await redis.xrange(DEAD_LETTER_STREAM)
+    assert len(dead) == 1
+    assert dead[0][1][b"raw"] == b"{not json"
+    assert consumer.dead == 1
+    await redis.delete(DEAD_LETTER_STREAM)
+
+
+async def test_given_a_ticket_status_lookup_then_the_call_joins_the_named_ticket(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    sink = RedisPathSink(redis, stream=STREAM)
+    for event in session("c4", "+15551230004"):
+        await sink.publish(event)
+    consumer = feed(redis, db)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: consumer.stored == 1, "first call stored")
+        async with db.sessions() as s:
+            number = (await s.execute(select(Ticket.number))).scalar_one()
+        cid = CallId("c5")
+        for event in (
+            IvrStarted(cid, T0, "support", "+15559990005", "en"),
+            LookupAnswered(
+                cid,
+                T0,
+                StepId("ticket-lookup"),
+                LookupKind.TICKET_STATUS,
+                LookupOutcome.OK,
+                "",
+                number,
+            ),
+            IvrEnded(cid, T0, StepId("bye"), Outcome.HUNG_UP, 1000),
+        ):
+            await sink.publish(event)
+        await until(lambda: consumer.stored == 2, "second call stored")
+    finally:
+        task.cancel()
+    async with db.sessions() as s:
+        ticket_ids = set((await s.execute(select(CallRecord.ticket_id))).scalars())
+    assert len(ticket_ids) == 1  # the second caller named the first call's ticket

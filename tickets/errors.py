@@ -79,3 +79,51 @@ class TicketClosed(TicketsError):
     """A closed ticket takes no more customer-facing messages or calls; open a follow-up."""
 
     error_id = "ticket-closed"
+
+
+class ArticleNotFound(TicketsError):
+    """No knowledge-base article (or article version) with that id."""
+
+    error_id = "kb-article-not-found"
+
+
+class InvalidArticle(TicketsError):
+    """An article without a title, with a bad slug or language tag."""
+
+    error_id = "kb-article-invalid"
+
+
+class InvalidSearchQuery(TicketsError):
+    """A search query that is too long to be a question (the limit is in the message)."""
+
+    error_id = "search-query-invalid"
+
+
+class InvalidCalendar(TicketsError):
+    """A service-level calendar that cannot measure time (bad zone, no working hours at all)."""
+
+    error_id = "sla-calendar-invalid"
+
+
+class InvalidPolicy(TicketsError):
+    """A service-level policy with a negative or missing target."""
+
+    error_id = "sla-policy-invalid"
+
+
+class InvalidSurveyToken(TicketsError):
+    """A survey link that is forged, damaged or expired."""
+
+    error_id = "survey-token-invalid"
+
+
+class SurveyAlreadyAnswered(TicketsError):
+    """This survey (one per ticket for email, one per call or chat) was already answered."""
+
+    error_id = "survey-already-answered"
+
+
+class InvalidSurveyAnswer(TicketsError):
+    """A survey score outside its scale."""
+
+    error_id = "survey-answer-invalid"

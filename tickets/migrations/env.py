@@ -10,10 +10,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
 
 from tickets.db import create_engine
-from tickets.models import Base
+from tickets.schema import include_object, metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _render_item(kind: str, obj: Any, _autogen_context: Any) -> str | Literal[False]:
@@ -28,6 +28,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=include_object,
         render_item=_render_item,
         render_as_batch=connection.dialect.name == "sqlite",
     )

@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tickets.db import Database, open_database
 from tickets.migrate import upgrade
 from tickets.models import Base
+from tickets.schema import MODEL_MODULES
+
+assert MODEL_MODULES  # every model module imported: the `db` fixture empties all their tables
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CALLCENTER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

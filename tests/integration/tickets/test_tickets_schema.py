@@ -10,12 +10,13 @@ from sqlalchemy.engine import Connection
 
 from tickets.db import Database
 from tickets.migrate import current_revision, head_revision, upgrade
-from tickets.models import Base
+from tickets.schema import include_object, metadata
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
-    return list(compare_metadata(context, Base.metadata))
+    opts = {"compare_type": True, "include_object": include_object}
+    context = MigrationContext.configure(connection, opts=opts)
+    return list(compare_metadata(context, metadata))
 
 
 async def test_given_migrated_database_when_compared_to_models_then_no_difference(

@@ -1,9 +1,11 @@
 """The IVR's ports: what the FastAGI route needs from the world, as ``typing.Protocol`` s.
 
 Adapters implement them (``ivr.adapters.lookups``, ``ivr.adapters.path_sink``, the speech
-adapter); the route (``ivr.adapters.ivr_route``) only sees these shapes. The help desk, the
-customer directory and the ACD do not exist yet, so each of those ports has an in-memory
-stand-in named as such (``InMemory*``) for the demo and the tests.
+adapter); the route (``ivr.adapters.ivr_route``) only sees these shapes. The help desk and the
+customer directory do not exist yet, so each of those ports has an in-memory stand-in named as
+such (``InMemory*``) for the demo and the tests. The caller's wait in a queue goes through
+:class:`QueuePort` (``ivr.adapters.acd_queue`` implements it over the ACD service): the IVR
+imports nothing of the ACD.
 """
 
 from __future__ import annotations
@@ -83,4 +85,79 @@ class PromptRendering(Protocol):
 
     async def render(self, text: str, language: str) -> Path:
         """The sound file, with its extension; raises ``IvrError`` if it cannot be made."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueJoin:
+    """A caller entering a queue (the flow's ``queue`` step)."""
+
+    call_id: CallId
+    queue: str
+    skills: tuple[str, ...]
+    priority: int
+    language: str
+    caller: str = ""
+    unique_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSettings:
+    """How the wait sounds: announcement period, hold music class, the callback key ("": none)."""
+
+    announce_every_s: float = 30.0
+    moh_class: str = "default"
+    callback_key: str = "5"
+    ring_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    """The caller's place (1 = next) and expected wait in seconds (None: unknown)."""
+
+    position: int
+    expected_wait_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToDial:
+    """The agent reserved for the caller: dial ``endpoint`` with ``ring_timeout_s``."""
+
+    agent_id: str
+    endpoint: str
+    ring_timeout_s: float
+
+
+class QueuedCall(Protocol):
+    """One caller's place in a queue while the AGI session waits.
+
+    ``next_agent`` waits up to ``timeout_s`` for an agent to be reserved (None: not yet); then
+    exactly one of ``answered`` (+ ``finished`` when the call ended), ``not_answered`` (the
+    caller goes back to the head of the queue) or ``abandon`` follows. ``abandon`` (the caller
+    hung up) at any point frees everything; ``leave_callback`` keeps the place for a callback.
+    """
+
+    @property
+    def settings(self) -> WaitSettings: ...
+
+    def position(self) -> QueuePosition | None: ...
+
+    async def next_agent(self, timeout_s: float) -> AgentToDial | None: ...
+
+    async def answered(self) -> None: ...
+
+    async def not_answered(self, *, busy: bool) -> None: ...
+
+    async def finished(self) -> None: ...
+
+    async def abandon(self) -> None: ...
+
+    async def leave_callback(self, number: str, key: str) -> None: ...
+
+
+class QueuePort(Protocol):
+    """Queues callers (the ACD)."""
+
+    async def join(self, request: QueueJoin) -> QueuedCall:
+        """Enter the queue; raises ``IvrError`` if the queue does not exist."""
         ...

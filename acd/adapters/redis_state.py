@@ -745,7 +745,13 @@ class AcdRedisState:
         return await self._with_retry(read)
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[str]) -> Any:
-        script = self._scripts[name]
+        return await self.run_prelude_script(self._scripts[name], keys, args)
+
+    async def run_prelude_script(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]
+    ) -> Any:
+        """Run a script written on ``acd_common.v1.lua`` (KEYS[1] = this site's stream, then
+        ``keys``; the common ARGV, then ``args``), with the retries of every other call."""
         all_keys = [self.events_key, *keys]
         all_args = [*self._common, *args]
         return await self._with_retry(lambda: script(keys=all_keys, args=all_args))

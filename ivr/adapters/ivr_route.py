@@ -31,9 +31,21 @@ mapping follows section 4.2 of ``tests/fixtures/asterisk-traces/README.md``:
 * ``SetVariable`` -> ``SET VARIABLE``; ``SetLanguage`` -> ``EXEC Set CHANNEL(language)=xx``.
 * ``RequestCallback`` -> ``SET VARIABLE CC_CALLBACK_NUMBER/CC_CALLBACK_LANGUAGE`` and the
   ``CallbackPort`` (an in-memory stand-in until the ACD exists).
-* ``Queue`` -> **hand-off contract until the ACD exists**: ``SET VARIABLE`` ``CC_QUEUE``,
-  ``CC_SKILLS`` (comma-separated), ``CC_PRIORITY``, ``CC_LANGUAGE``; the session ends
-  (``queued``) and the AGI script ends, so the dialplan continues and queues the call.
+* ``Queue`` -> with a ``QueuePort`` (the ACD) the caller waits on this AGI session
+  (:class:`_QueueWait`): ``SET MUSIC ON <class>``, ``WAIT FOR DIGIT`` slices of
+  ``RouteSettings.queue_poll_ms`` between which the port is asked for a reserved agent, every
+  ``announce_every`` seconds music off, "You are number N in the queue. The expected wait is
+  about M minutes." (a rendered text prompt, interruptible by the callback key), music on; the
+  callback key confirms the caller's number (1 = yes) and keeps the place. An agent reserved ->
+  music off, ``EXEC Dial <endpoint>,<ring timeout>`` then ``GET VARIABLE DIALSTATUS``: ANSWER ->
+  answered and, the bridge over, finished (wrap-up); NOANSWER / BUSY / CHANUNAVAIL /
+  CONGESTION -> not answered (back to the head of the queue), music on, wait again; CANCEL or
+  a hang-up -> abandoned. EXEC Dial only returns when the bridged call ends, so the answer is
+  reported when Dial is still running ``answer_grace_s`` after the ring timeout (it would have
+  returned NOANSWER by then), or when it returns, whichever is first. Any hang-up while queued
+  cancels the item (no agent left reserved). Without a port: the hand-off to the dialplan,
+  ``SET VARIABLE`` ``CC_QUEUE``, ``CC_SKILLS`` (comma-separated), ``CC_PRIORITY``,
+  ``CC_LANGUAGE``; the session ends (``queued``) and the dialplan queues the call.
 * ``Transfer`` -> ``EXEC Dial <trunk pattern with {number}>,<ring timeout>``, then
   ``GET VARIABLE DIALSTATUS``: ``ANSWER`` is success, anything else a refusal.
 * ``Hangup`` -> ``HANGUP``. ``RecordPath`` -> the path sink.
@@ -99,11 +111,15 @@ from ivr.domain.flow import Flow
 from ivr.domain.session import IvrSession, SessionState
 from ivr.errors import IvrError
 from ivr.ports import (
+    AgentToDial,
     CallbackPort,
     Customer,
     CustomerDirectory,
     PathSink,
     PromptRendering,
+    QueuedCall,
+    QueueJoin,
+    QueuePort,
     SpeechPort,
 )
 from ivr.protocol import agi_commands as agi
@@ -148,6 +164,10 @@ class RouteSettings:
     record_silence_s: int | None = 5  # RECORD FILE stops after this much silence
     voicemail_min_s: float = 1.0  # shorter recordings count as nothing recorded
     customer_timeout_s: float = 1.0  # the customer directory's answer before the flow starts
+    queue_poll_ms: int = 1000  # WAIT FOR DIGIT slice while queued (agent pick-up latency)
+    answer_grace_s: float = 1.0  # Dial still running this long after the ring timeout = answered
+    # Languages the speech port has a model for (empty: all); others fall back to the keypad.
+    speech_languages: tuple[str, ...] = ()
 
 
 def normalise_number(raw: str) -> str:
@@ -192,9 +212,11 @@ class IvrRoute:
         callbacks: CallbackPort,
         customers: CustomerDirectory,
         speech: SpeechPort | None = None,
+        queue: QueuePort | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         settings: RouteSettings | None = None,
     ) -> None:
+        self.queue = queue
         self.renderer = renderer
         self.lookups = lookups
         self.path_sink = path_sink
@@ -435,7 +457,8 @@ class _CallRun:
     async def _listen(self, command: ListenSpeech) -> Event:
         language = self.ivr.language
         speech = self.route.speech
-        if speech is not None:
+        languages = self.settings.speech_languages
+        if speech is not None and (not languages or language in languages):
             event = await speech.listen(self.agi, command, language)
             if isinstance(event, DigitsReceived):
                 return _digits_as_speech(event.digits, command.words)
@@ -481,6 +504,8 @@ class _CallRun:
         return VoicemailRecorded(recording, round(duration, 3))
 
     async def _callback(self, command: RequestCallback) -> None:
+        # The flow's callback step: a number for later, outside any queue (InMemoryCallbacks
+        # until the help desk takes them); a callback *while queued* keeps the place, _QueueWait.
         await self.agi.send(agi.SetVariable("CC_CALLBACK_NUMBER", command.number))
         await self.agi.send(agi.SetVariable("CC_CALLBACK_LANGUAGE", command.language))
         try:
@@ -491,15 +516,36 @@ class _CallRun:
             _log.exception("callback request for %s failed", mask_number(command.number))
 
     async def _queue(self, command: Queue) -> TransferResult:
-        """The hand-off to the dialplan until the ACD exists (see the module docstring)."""
-        for name, value in (
-            ("CC_QUEUE", command.queue),
-            ("CC_SKILLS", ",".join(command.skills)),
-            ("CC_PRIORITY", str(command.priority)),
-            ("CC_LANGUAGE", command.language),
-        ):
-            await self.agi.send(agi.SetVariable(name, value))
-        return TransferResult(ok=True)
+        """The caller waits in the ACD (``QueuePort``); without one, the dialplan hand-off."""
+        port = self.route.queue
+        if port is None:
+            for name, value in (
+                ("CC_QUEUE", command.queue),
+                ("CC_SKILLS", ",".join(command.skills)),
+                ("CC_PRIORITY", str(command.priority)),
+                ("CC_LANGUAGE", command.language),
+            ):
+                await self.agi.send(agi.SetVariable(name, value))
+            return TransferResult(ok=True)
+        join = QueueJoin(
+            self.call_id,
+            command.queue,
+            command.skills,
+            command.priority,
+            command.language,
+            normalise_number(self.agi.env.caller_id),
+            self.agi.unique_id,
+        )
+        try:
+            queued = await port.join(join)
+        except IvrError as err:
+            _log.warning("queue %s refused the call: %s", command.queue, err)
+            return TransferResult(ok=False, reason="no-queue")
+        try:
+            return await _QueueWait(self, queued, command).run()
+        except BaseException:
+            await queued.abandon()  # the caller left (or we stopped): no agent left reserved
+            raise
 
     async def _transfer(self, command: Transfer) -> TransferResult:
         if not _NUMBER.match(command.number):
@@ -515,3 +561,160 @@ class _CallRun:
         if self.agi.hung_up or status == "CANCEL":
             raise AgiChannelHungUp(f"caller hung up during the transfer (DIALSTATUS {status})")
         return TransferResult(ok=False, reason=status.lower() or "failed")
+
+
+_ANNOUNCE = {
+    "en": (
+        "You are number {position} in the queue.",
+        "The expected wait is about {minutes} minutes.",
+        "The expected wait is about one minute.",
+        "All our agents are busy.",
+        "Press {key} to be called back and keep your place.",
+    ),
+    "fr": (
+        "Vous êtes numéro {position} dans la file d'attente.",
+        "L'attente estimée est d'environ {minutes} minutes.",
+        "L'attente estimée est d'environ une minute.",
+        "Tous nos conseillers sont occupés.",
+        "Tapez {key} pour être rappelé sans perdre votre place.",
+    ),
+}
+_CONFIRM = {
+    "en": "We will call you back at the number ending in {tail}. Press 1 to confirm.",
+    "fr": "Nous vous rappellerons au numéro finissant par {tail}. Tapez 1 pour confirmer.",
+}
+_CALLBACK_DONE = {
+    "en": "Thank you. We will call you back. Goodbye.",
+    "fr": "Merci. Nous vous rappellerons. Au revoir.",
+}
+
+
+def queue_announcement(
+    position: int, expected_wait_s: float | None, language: str, callback_key: str
+) -> str:
+    """What the waiting caller hears: position, expected wait (whole minutes, rounded up)."""
+    texts = _ANNOUNCE.get(language.split("_")[0].split("-")[0], _ANNOUNCE["en"])
+    parts = [texts[0].format(position=position)]
+    if expected_wait_s is None:
+        parts.append(texts[3])
+    else:
+        minutes = max(1, -(-int(expected_wait_s) // 60))
+        parts.append(texts[2] if minutes == 1 else texts[1].format(minutes=minutes))
+    if callback_key:
+        parts.append(texts[4].format(key=callback_key))
+    return " ".join(parts)
+
+
+def _lang(table: dict[str, str], language: str) -> str:
+    return table.get(language.split("_")[0].split("-")[0], table["en"])
+
+
+class _QueueWait:
+    """One caller's wait on the AGI session; see the module docstring (``Queue``)."""
+
+    def __init__(self, run: _CallRun, queued: QueuedCall, command: Queue) -> None:
+        self.run_ = run
+        self.agi = run.agi
+        self.queued = queued
+        self.command = command
+        self.settings = queued.settings
+        self.language = command.language or run.ivr.language
+        self.loop = asyncio.get_running_loop()
+
+    async def run(self) -> TransferResult:
+        key = self.settings.callback_key
+        await self._music(on=True)
+        next_announce = self.loop.time()
+        while True:
+            agent = await self.queued.next_agent(0)
+            if agent is not None:
+                await self._music(on=False)
+                if await self._dial(agent):
+                    return TransferResult(ok=True)
+                await self._music(on=True)
+                continue
+            if self.loop.time() >= next_announce:
+                next_announce = self.loop.time() + self.settings.announce_every_s
+                if await self._announce() and await self._callback(key):
+                    return TransferResult(ok=True)
+                continue
+            reply = await self.run_._media(agi.WaitForDigit(self.run_.settings.queue_poll_ms))
+            if reply.result is not None and reply.result < 0:
+                await self.run_._ensure_alive("WAIT FOR DIGIT")
+            elif key and reply.digits() == key and await self._callback(key):
+                return TransferResult(ok=True)
+
+    async def _music(self, *, on: bool) -> None:
+        await self.agi.send(agi.SetMusic(on, self.settings.moh_class if on else None))
+
+    async def _announce(self) -> bool:
+        """Position and expected wait; True if the caller pressed the callback key."""
+        where = self.queued.position()
+        if where is None:
+            return False
+        text = queue_announcement(
+            where.position, where.expected_wait_s, self.language, self.settings.callback_key
+        )
+        name = await self.run_._sound(TextPrompt(text, self.language))
+        if name is None:
+            return False
+        await self._music(on=False)
+        digit = await self.run_._stream(name, self.settings.callback_key)
+        await self._music(on=True)
+        return bool(digit)
+
+    async def _callback(self, key: str) -> bool:
+        """Confirm the caller's number; True once the callback keeps the place."""
+        number = normalise_number(self.agi.env.caller_id)
+        if not number:
+            return False
+        await self._music(on=False)
+        prompt = _lang(_CONFIRM, self.language).format(tail=number[-4:])
+        name = await self.run_._sound(TextPrompt(prompt, self.language))
+        got = ""
+        if name is not None:
+            reply = await self.run_._media(agi.GetData(name, 5000, 1))
+            got = reply.digits() if not reply.raw_result.startswith("-") else ""
+        if got != "1":
+            await self._music(on=True)
+            return False
+        await self.queued.leave_callback(number, key)
+        done = await self.run_._sound(
+            TextPrompt(_lang(_CALLBACK_DONE, self.language), self.language)
+        )
+        if done is not None:
+            await self.run_._stream(done, "")
+        await self.agi.send(agi.Hangup())
+        return True
+
+    async def _dial(self, agent: AgentToDial) -> bool:
+        """Ring the agent; True when the call was answered (and is over now)."""
+        ring = max(1, round(agent.ring_timeout_s))
+        dial = agi.Exec("Dial", f"{agent.endpoint},{ring}")
+        sending = asyncio.ensure_future(
+            self.agi.send(dial, timeout=self.run_.settings.transfer_max_s)
+        )
+        answered = False
+        try:
+            done, _ = await asyncio.wait(
+                {sending}, timeout=ring + self.run_.settings.answer_grace_s
+            )
+            if not done:
+                answered = True  # Dial would have returned NOANSWER by now
+                await self.queued.answered()
+            await sending
+        finally:
+            if not sending.done():
+                sending.cancel()
+        status_reply = await self.agi.send(agi.GetVariable("DIALSTATUS"))
+        status = (status_reply.data or "").upper()
+        if status == "ANSWER":
+            if not answered:
+                await self.queued.answered()
+            await self.queued.finished()
+            return True
+        if status == "CANCEL" or self.agi.hung_up:
+            raise AgiChannelHungUp(f"caller hung up while agent {agent.agent_id} rang")
+        _log.info("agent %s did not answer (%s); back to the head", agent.agent_id, status)
+        await self.queued.not_answered(busy=status == "BUSY")
+        return False

@@ -48,6 +48,8 @@ def check(conf_dir: Path, expect: DeploymentConf | None = None) -> list[Problem]
     files, problems = _load(conf_dir)
     if expect is not None:
         wanted = ["manager.conf", "pjsip.conf", "http.conf", "extensions.conf", *EXTENSION_PARTS]
+        if _expected_queues(expect):
+            wanted.append("queues.conf")
         problems += [
             Problem(name, 0, "file missing (callcenter asterisk-conf writes it)")
             for name in wanted
@@ -59,6 +61,8 @@ def check(conf_dir: Path, expect: DeploymentConf | None = None) -> list[Problem]
         problems += _check_dialplan(plan, expect)
     for conf in files.values():
         problems += _check_secrets(conf)
+    if "queues.conf" in files:
+        problems += _check_queues(files["queues.conf"], plan, expect)
     if "manager.conf" in files:
         problems += _check_manager(files["manager.conf"], expect)
     if "pjsip.conf" in files:
@@ -127,10 +131,30 @@ def _check_dialplan(plan: Dialplan, expect: DeploymentConf | None) -> list[Probl
         problems += _check_step(plan, step, agi_seen, audiosocket_seen, expect)
     if expect is not None:
         problems += _check_coverage(plan, expect, agi_seen, audiosocket_seen)
-        for name in ("cc-inbound", "cc-ivr", "cc-safe-route", "cc-agents", "cc-callback"):
+        problems += _check_inbound(plan, expect)
+        for name in (
+            "cc-inbound",
+            "cc-ivr",
+            "cc-queue",
+            "cc-safe-route",
+            "cc-agents",
+            "cc-callback",
+        ):
             if name not in plan.contexts:
                 problems.append(Problem("extensions.conf", 0, f"context [{name}] is missing"))
     return problems
+
+
+def _check_inbound(plan: Dialplan, expect: DeploymentConf) -> list[Problem]:
+    """Every inbound number of the settings is an extension of cc-inbound."""
+    inbound = plan.contexts.get("cc-inbound")
+    if inbound is None:
+        return []
+    return [
+        Problem(inbound.file, 0, f"[cc-inbound] has no extension {did} (for flow {flow})")
+        for did, flow in expect.inbound
+        if did not in inbound.extens
+    ]
 
 
 def _check_step(
@@ -313,6 +337,36 @@ def _check_coverage(
             problems.append(
                 Problem(file, line, f"controller node(s) never tried: {', '.join(missing)}")
             )
+    return problems
+
+
+# -- queues.conf ----------------------------------------------------------------------------
+
+
+def _expected_queues(expect: DeploymentConf) -> list[str]:
+    fallback = expect.fallback_route
+    extra = [fallback.target] if fallback.kind == "queue" else []
+    return list(dict.fromkeys([*expect.queues, *extra]))
+
+
+def _check_queues(conf: ConfFile, plan: Dialplan, expect: DeploymentConf | None) -> list[Problem]:
+    """Every `Queue(<name>)` of the dialplan, and every queue the flows name, is defined."""
+    defined = {s.name for s in conf.sections if not s.is_template} - {"general"}
+    problems = []
+    for step in plan.steps:
+        if step.app.lower() != "queue":
+            continue
+        name = split_args(step.args)[0] if step.args else ""
+        if name and "$" not in name and name not in defined:
+            problems.append(
+                Problem(step.file, step.line, f"Queue({name}): no [{name}] in queues.conf")
+            )
+    if expect is not None:
+        problems += [
+            Problem(conf.name, 0, f"no queue [{name}] (an IVR flow's queue step or the fallback)")
+            for name in _expected_queues(expect)
+            if name not in defined
+        ]
     return problems
 
 

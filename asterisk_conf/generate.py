@@ -22,6 +22,8 @@ from asterisk_conf.render import render
 PLACEHOLDER_PREFIX = "<unset:"
 AGI_SCRIPT_PREFIX = "ivr"  # agi://<node>/ivr/<flow>
 NODE_SEPARATOR = "&"
+# The IVR's queue hand-off (ivr.adapters.ivr_route): the queue a flow's queue step chose.
+QUEUE_VAR = "CC_QUEUE"
 DOCUMENTATION_TRUNK_HOST = "192.0.2.1"
 
 # Files holding a secret: written with mode 0640.
@@ -30,6 +32,7 @@ SECRET_FILES = frozenset({"manager.conf", "pjsip.conf"})
 EXTENSION_PARTS = (
     "extensions-cc-ivr.conf",
     "extensions-cc-inbound.conf",
+    "extensions-cc-queue.conf",
     "extensions-cc-agents.conf",
     "extensions-cc-supervisor.conf",
     "extensions-cc-callback.conf",
@@ -108,17 +111,8 @@ def generate(conf: DeploymentConf, secrets: Mapping[str, str]) -> dict[str, str]
         ),
         **_dialplan(conf),
     }
-    if fallback.kind == "queue":
-        files["queues.conf"] = render(
-            "queues.conf.tmpl",
-            {
-                "queue_name": fallback.target,
-                "moh_class": conf.moh_class,
-                "member_lines": "\n".join(
-                    f"member => PJSIP/{a.extension},0,{_member_name(a)}" for a in conf.agents
-                ),
-            },
-        )
+    if fallback.kind == "queue" or conf.queues:
+        files["queues.conf"] = _queues(conf)
     return files
 
 
@@ -147,6 +141,41 @@ def _manager(conf: DeploymentConf, secrets: Mapping[str, str]) -> str:
             "ami_write": ",".join(AMI_WRITE),
         },
     )
+
+
+def _queues(conf: DeploymentConf) -> str:
+    fallback = conf.fallback_route
+    members = "\n".join(f"member => PJSIP/{a.extension},0,{_member_name(a)}" for a in conf.agents)
+    sections = [
+        render(
+            "queues_queue.tmpl",
+            {
+                "purpose": "IVR flows' queue step (cc-queue); the longest-idle agent rings first",
+                "queue_name": name,
+                "moh_class": conf.moh_class,
+                "strategy": "leastrecent",
+                "agent_ring_timeout": str(conf.agent_ring_timeout),
+                "member_lines": members,
+            },
+        )
+        for name in conf.queues
+        if not (fallback.kind == "queue" and name == fallback.target)
+    ]
+    if fallback.kind == "queue":
+        sections.append(
+            render(
+                "queues_queue.tmpl",
+                {
+                    "purpose": "the safe route's fallback queue (cc-safe-route): every agent rings",
+                    "queue_name": fallback.target,
+                    "moh_class": conf.moh_class,
+                    "strategy": "ringall",
+                    "agent_ring_timeout": "15",
+                    "member_lines": members,
+                },
+            )
+        )
+    return render("queues.conf.tmpl", {"queue_sections": "".join(sections).rstrip("\n")})
 
 
 def _modules(conf: DeploymentConf) -> str:
@@ -217,17 +246,18 @@ def _dialplan(conf: DeploymentConf) -> dict[str, str]:
     if conf.done_var:
         done_rule = f"it set the channel variable {conf.done_var} (SET VARIABLE {conf.done_var} 1)"
         done_test = f'$["${{{conf.done_var}}}" != ""]'
-        clear_done = f" same => n,Set({conf.done_var}=)"
+        clear_done = f" same => n,Set({conf.done_var}=)\n same => n,Set({QUEUE_VAR}=)"
     else:
         done_rule = "its session ends with AGISTATUS=SUCCESS"
         done_test = '$["${AGISTATUS}" = "SUCCESS"]'
-        clear_done = ""
+        clear_done = f" same => n,Set({QUEUE_VAR}=)"
     inbound = []
     for did, flow in conf.inbound:
         inbound += [
             f"exten => {did},1,NoOp(inbound call for IVR flow {flow})",
             f" same => n,Gosub(cc-ivr,s,1({flow}))",
             ' same => n,GotoIf($["${GOSUB_RETVAL}" = "failed"]?cc-safe-route,s,1)',
+            f' same => n,GotoIf($["${{{QUEUE_VAR}}}" != ""]?cc-queue,s,1)',
             " same => n,Hangup()",
         ]
     agents = []
@@ -254,6 +284,9 @@ def _dialplan(conf: DeploymentConf) -> dict[str, str]:
         ),
         "extensions-cc-inbound.conf": render(
             "extensions-cc-inbound.conf.tmpl", {"inbound_lines": "\n".join(inbound)}
+        ),
+        "extensions-cc-queue.conf": render(
+            "extensions-cc-queue.conf.tmpl", {"queue_timeout": str(conf.queue_timeout)}
         ),
         "extensions-cc-agents.conf": render(
             "extensions-cc-agents.conf.tmpl", {"agent_lines": "\n".join(agents)}

@@ -76,6 +76,10 @@ class DeploymentConf:
     `(host, agi_port, audiosocket_port)`: the dialplan tries them one after the other.
     `inbound` maps a DID (or an Asterisk pattern such as `_0800XXXXXX`) to an IVR flow name:
     the call runs `agi://<node>/ivr/<flow>`.
+    `queues` are the queues the IVR flows' queue steps name: a flow that ends in a queue step
+    sets `CC_QUEUE` and ends its AGI session (the hand-off contract of `ivr.adapters.ivr_route`),
+    and the dialplan's `cc-queue` context runs `Queue(${CC_QUEUE})` on the queues.conf queue of
+    that name, whose members are the agents' phones.
     """
 
     ami_bind: str = "127.0.0.1"
@@ -99,6 +103,8 @@ class DeploymentConf:
     moh_dir: str = "/var/lib/asterisk/moh"
     fallback: str = "queue:cc-emergency"
     fallback_timeout: int = 300  # seconds a caller waits in the fallback queue
+    queues: tuple[str, ...] = ()
+    queue_timeout: int = 600  # seconds a caller waits in a flow's queue before the safe route
     agent_ring_timeout: int = 20
     callback_timeout: int = 45
     callback_callerid: str = ""  # number presented on callbacks; empty: the trunk's default
@@ -158,7 +164,12 @@ class DeploymentConf:
         if duplicates:
             raise InvalidDeployment(f"agents: extension listed twice: {', '.join(duplicates)}")
         Fallback.parse(self.fallback)
-        for key in ("fallback_timeout", "agent_ring_timeout", "callback_timeout"):
+        for queue in self.queues:
+            if not _QUEUE_NAME.fullmatch(queue):
+                raise InvalidDeployment(f"queues: {queue!r} is not a queue name")
+        if len(set(self.queues)) != len(self.queues):
+            raise InvalidDeployment(f"queues: a name is listed twice in {', '.join(self.queues)}")
+        for key in ("fallback_timeout", "queue_timeout", "agent_ring_timeout", "callback_timeout"):
             if not 0 < getattr(self, key) <= 86_400:
                 raise InvalidDeployment(f"{key}: expected 1..86400 seconds")
         if self.callback_callerid and not re.fullmatch(r"\+?[0-9]{2,20}", self.callback_callerid):

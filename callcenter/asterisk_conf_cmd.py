@@ -1,4 +1,10 @@
-"""`callcenter asterisk-conf`: maps settings onto the generator's deployment; writes or checks."""
+"""`callcenter asterisk-conf`: maps settings and IVR flows onto the generator's deployment;
+writes or checks.
+
+The IVR flows matter to the dialplan: every inbound number names a flow that must exist, and
+every queue a flow's queue step names becomes a queues.conf queue that `cc-queue` hands the
+call to.
+"""
 
 from __future__ import annotations
 
@@ -20,21 +26,40 @@ from asterisk_conf import (
     write,
 )
 from callcenter.config import Settings, SettingsError
+from ivr.domain.flow import Flow, QueueStep
+from ivr.service import FLOWS_DIR, load_flows
 
 
-def deployment_from_settings(settings: Settings) -> DeploymentConf:
-    """The generator's view of this deployment; bad list entries raise SettingsError."""
+def deployment_from_settings(
+    settings: Settings, flows: Mapping[str, Flow] | None = None
+) -> DeploymentConf:
+    """The generator's view of this deployment; bad list entries raise SettingsError.
+
+    With `flows`, an inbound number whose flow is not among them raises SettingsError, and the
+    flows' queues become the deployment's queues.
+    """
     ast = settings.asterisk
     controllers = tuple(_controller(text) for text in ast.controllers) or (
         (settings.agi.host, settings.agi.port, settings.audiosocket.port),
     )
+    inbound = tuple(_inbound(text) for text in ast.inbound)
+    queues: tuple[str, ...] = ()
+    if flows is not None:
+        for number, flow in inbound:
+            if flow not in flows:
+                raise SettingsError(
+                    f"asterisk.inbound: {number}={flow}: no IVR flow named {flow!r} "
+                    f"(the flows are: {', '.join(sorted(flows)) or 'none'})"
+                )
+        queues = flow_queues(flows)
     return DeploymentConf(
         ami_bind=ast.ami_bind,
         ami_port=settings.ami.port,
         ami_username=settings.ami.username,
         ami_permit=ast.ami_permit,
         controllers=controllers,
-        inbound=tuple(_inbound(text) for text in ast.inbound),
+        inbound=inbound,
+        queues=queues,
         agents=tuple(_agent(text) for text in ast.agents),
         trunk_name=ast.trunk_name,
         trunk_host=ast.trunk_host,
@@ -52,6 +77,28 @@ def deployment_from_settings(settings: Settings) -> DeploymentConf:
         callback_timeout=ast.callback_timeout,
         callback_callerid=ast.callback_callerid,
     )
+
+
+def flow_queues(flows: Mapping[str, Flow]) -> tuple[str, ...]:
+    """The queues the flows' queue steps name, sorted, each once."""
+    return tuple(
+        sorted(
+            {
+                step.queue
+                for flow in flows.values()
+                for step in flow.steps.values()
+                if isinstance(step, QueueStep)
+            }
+        )
+    )
+
+
+def _load_flows(flows_dir: Path | None) -> Mapping[str, Flow] | None:
+    """The flows, or None after printing every problem with its file and line."""
+    flows, problems = load_flows(flows_dir or FLOWS_DIR)
+    for problem in problems:
+        print(f"callcenter asterisk-conf: {problem}", file=sys.stderr)
+    return None if problems else flows
 
 
 def _controller(text: str) -> tuple[str, int, int]:
@@ -94,14 +141,18 @@ def write_config(
     out_dir: Path,
     *,
     overwrite: bool = False,
+    flows_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     out: TextIO | None = None,
 ) -> int:
     """Generate and write; secrets come from the environment, never from the settings file."""
     env = os.environ if environ is None else environ
     out = out or sys.stdout
+    flows = _load_flows(flows_dir)
+    if flows is None:
+        return 2
     try:
-        conf = deployment_from_settings(settings)
+        conf = deployment_from_settings(settings, flows)
         secrets = {name: env[name] for name in secret_names(conf) if env.get(name)}
         files = generate(conf, secrets)
         paths = write(out_dir, files, overwrite=overwrite)
@@ -115,11 +166,20 @@ def write_config(
     return 0
 
 
-def check_config(settings: Settings, conf_dir: Path, *, out: TextIO | None = None) -> int:
+def check_config(
+    settings: Settings,
+    conf_dir: Path,
+    *,
+    flows_dir: Path | None = None,
+    out: TextIO | None = None,
+) -> int:
     """Report problems in an existing configuration with file and line; exit 1 if any."""
     out = out or sys.stdout
+    flows = _load_flows(flows_dir)
+    if flows is None:
+        return 2
     try:
-        expect = deployment_from_settings(settings)
+        expect = deployment_from_settings(settings, flows)
     except (AsteriskConfError, SettingsError) as err:
         print(f"callcenter asterisk-conf: {err}", file=sys.stderr)
         return 2

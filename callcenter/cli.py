@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--out", type=Path, metavar="DIR", help="write the configuration here")
     target.add_argument("--check", type=Path, metavar="DIR", help="check an existing configuration")
     conf.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+    conf.add_argument("--flows", type=Path, metavar="DIR", help="IVR flows (default: shipped)")
+
+    prompts = sub.add_parser("prompts", help="IVR prompts")
+    prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
+    build = prompts_sub.add_parser("build", help="render the flows' text prompts for Asterisk")
+    build.add_argument("--out", type=Path, metavar="DIR", help="sounds directory to install into")
+    build.add_argument("--flows", type=Path, metavar="DIR", help="IVR flows (default: shipped)")
 
     ivr = sub.add_parser("ivr", help="IVR flows")
     ivr_sub = ivr.add_subparsers(dest="ivr_command", required=True)
@@ -65,8 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from callcenter.asterisk_conf_cmd import check_config, write_config
 
         if args.check is not None:
-            return check_config(settings, args.check)
-        return write_config(settings, args.out, overwrite=args.force)
+            return check_config(settings, args.check, flows_dir=args.flows)
+        return write_config(settings, args.out, overwrite=args.force, flows_dir=args.flows)
+    if args.command == "prompts":
+        from callcenter.prompts_cmd import build_prompts
+
+        return build_prompts(settings, out_dir=args.out, flows_dir=args.flows)
     if args.command == "ivr":
         return _ivr_check(args.files, args.sounds)
     logs.configure(settings.log.level, as_json=settings.log.json)

@@ -40,6 +40,7 @@ CONF = DeploymentConf(
         AgentEndpoint("1900", EndpointKind.WEBRTC, "Sue", supervisor=True),
     ),
     trunk_username="acme",
+    queues=("sales", "support"),
 )
 # Test-only values, made up here; never real credentials.
 SECRETS = {name: f"test-{i}-{name.lower()[-6:]}" for i, name in enumerate(secret_names(CONF))}
@@ -93,6 +94,7 @@ def test_when_generated_then_the_files_are_the_ones_the_issue_lists() -> None:
         "queues.conf",
         "extensions-cc-ivr.conf",
         "extensions-cc-inbound.conf",
+        "extensions-cc-queue.conf",
         "extensions-cc-agents.conf",
         "extensions-cc-supervisor.conf",
         "extensions-cc-callback.conf",
@@ -163,6 +165,38 @@ def test_when_generated_then_ivr_failover_tries_every_controller_then_the_safe_r
     inbound = files["extensions-cc-inbound.conf"]
     assert "exten => +3225550100,1," in inbound
     assert 'GotoIf($["${GOSUB_RETVAL}" = "failed"]?cc-safe-route,s,1)' in inbound
+
+
+def test_when_generated_then_a_flow_queue_step_leads_to_its_asterisk_queue_then_safe_route() -> (
+    None
+):
+    files = generate(CONF, SECRETS)
+    inbound = files["extensions-cc-inbound.conf"].splitlines()
+    failed = inbound.index(' same => n,GotoIf($["${GOSUB_RETVAL}" = "failed"]?cc-safe-route,s,1)')
+    assert inbound[failed + 1] == ' same => n,GotoIf($["${CC_QUEUE}" != ""]?cc-queue,s,1)'
+    queue = files["extensions-cc-queue.conf"]
+    assert " same => n,Set(QUEUE_PRIO=${CC_PRIORITY})\n" in queue
+    assert " same => n,Queue(${CC_QUEUE},t,,,600)\n" in queue
+    assert queue.rstrip().endswith("Goto(cc-safe-route,s,1)")
+    # a node that set CC_QUEUE and then died must not queue the call for the next one
+    ivr = files["extensions-cc-ivr.conf"]
+    assert ivr.index("Set(CC_QUEUE=)") < ivr.index("AGI(agi://")
+    queues = parse("queues.conf", files["queues.conf"])
+    sections = {s.name: s for s in queues.sections}
+    assert list(sections) == ["general", "sales", "support", "cc-emergency"]
+    for name in ("sales", "support"):
+        members = [e.value for e in sections[name].entries if e.key == "member"]
+        assert members == ["PJSIP/1001,0,Alice", "PJSIP/1002,0,Bob", "PJSIP/1900,0,Sue"]
+        assert sections[name].get("strategy").value == "leastrecent"  # type: ignore[union-attr]
+
+
+def test_given_a_flow_queue_named_like_the_fallback_when_generated_then_it_is_written_once() -> (
+    None
+):
+    conf = DeploymentConf(queues=("cc-emergency", "sales"))
+    queues = generate(conf, {})["queues.conf"]
+    assert queues.count("[cc-emergency]") == 1
+    assert queues.count("[sales]") == 1
 
 
 def test_given_no_done_marker_when_generated_then_agistatus_success_means_done() -> None:
@@ -278,6 +312,9 @@ def test_given_existing_files_when_written_again_then_refused_unless_told(
         ({"controllers": (("pbx.example", 4573, 4574),)}, "ami_permit"),
         ({"fallback": "hangup"}, "fallback"),
         ({"ami_port": 0}, "port"),
+        ({"queues": ("sales", "sales")}, "listed twice"),
+        ({"queues": ("sales,vip",)}, "not a queue name"),
+        ({"queue_timeout": 0}, "queue_timeout"),
     ],
 )
 def test_given_a_bad_deployment_value_when_built_then_refused_with_its_name(
@@ -451,6 +488,28 @@ def test_given_a_line_pyst2_rejects_when_checked_then_reported(generated: Path) 
     problems = check(generated, CONF)
     assert [p.file for p in problems] == ["http.conf"]
     assert problems[0].line == line
+
+
+def test_given_a_flow_queue_missing_from_queues_conf_when_checked_then_reported(
+    generated: Path,
+) -> None:
+    path = generated / "queues.conf"
+    path.write_text(path.read_text().replace("[support]", "[suport]"))
+    assert check(generated, CONF) == [
+        Problem("queues.conf", 0, "no queue [support] (an IVR flow's queue step or the fallback)")
+    ]
+
+
+def test_given_a_queue_app_naming_an_undefined_queue_when_checked_then_reported(
+    generated: Path,
+) -> None:
+    path = generated / "extensions-cc-ivr.conf"
+    line = _replace(path, "Queue(cc-emergency,t,,,300)", "Queue(cc-emergncy,t,,,300)")
+    assert check(generated, CONF) == [
+        Problem(
+            "extensions-cc-ivr.conf", line, "Queue(cc-emergncy): no [cc-emergncy] in queues.conf"
+        )
+    ]
 
 
 def test_given_a_local_channel_to_a_missing_context_when_checked_then_reported(

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from callcenter import logs
+from callcenter import logs, simulate_cmd
 from callcenter.config import Settings, SettingsError, load_settings
 
 
@@ -54,12 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         help="directory of sound files the prompts may name (repeatable)",
     )
     sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    simulate_cmd.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        return simulate_cmd.run(args)
     try:
         settings = load_settings(args.config)
     except SettingsError as err:

@@ -1,0 +1,56 @@
+"""Queue statistics and queue_log from a real Redis event stream, with a rebuild from scratch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from acd.adapters.redis_state import AcdRedisState, AgentSpec, ItemSpec, Offer
+from acd.adapters.stats_stream import StatsStreamReader
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def state(redis_url: str) -> AsyncIterator[AcdRedisState]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield AcdRedisState(client, "stats")
+    finally:
+        await client.aclose()
+
+
+async def test_given_calls_through_redis_when_read_then_stats_and_queue_log_follow_and_rebuild(
+    state: AcdRedisState, tmp_path: Path
+) -> None:
+    await state.agent_login(AgentSpec("a1", skills={"support": 3}))
+    for n in (1, 2):
+        await state.enqueue(ItemSpec(f"c{n}", "call", "support"))
+    offer = await state.reserve("c1", "a1", item_version=None, agent_version=None, offer_ttl=30)
+    assert isinstance(offer, Offer)
+    await state.accept("c1", offer.offer_id)
+    await state.cancel("c2", "abandoned")
+    reader = StatsStreamReader(state, queue_log=tmp_path / "queue_log")
+    assert await reader.catch_up() > 0
+    totals = reader.stats.totals()["support"]
+    assert (totals.offered, totals.answered, totals.abandoned) == (2, 1, 1)
+    await state.complete("c1")
+    assert await reader.catch_up() == 1
+    assert reader.stats.totals()["support"].handled == 1
+    events = [line.split("|")[4] for line in (tmp_path / "queue_log").read_text().splitlines()]
+    assert events == [
+        "ADDMEMBER",
+        "ENTERQUEUE",
+        "ENTERQUEUE",
+        "CONNECT",
+        "ABANDON",
+        "COMPLETEAGENT",
+    ]
+    reader.close()
+    before = reader.stats.intervals()
+    assert await reader.rebuild() > 0
+    assert reader.stats.intervals() == before
+    assert len((tmp_path / "queue_log").read_text().splitlines()) == 6  # rebuild writes nothing

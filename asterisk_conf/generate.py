@@ -255,6 +255,7 @@ def _dialplan(conf: DeploymentConf) -> dict[str, str]:
     for did, flow in conf.inbound:
         inbound += [
             f"exten => {did},1,NoOp(inbound call for IVR flow {flow})",
+            " same => n,Answer()",  # the IVR plays prompts and reads keys: answer first
             f" same => n,Gosub(cc-ivr,s,1({flow}))",
             ' same => n,GotoIf($["${GOSUB_RETVAL}" = "failed"]?cc-safe-route,s,1)',
             f' same => n,GotoIf($["${{{QUEUE_VAR}}}" != ""]?cc-queue,s,1)',

@@ -10,18 +10,25 @@ Covered: inbound -> cc-ivr (Gosub) -> AGI on node 1 -> done; node 1 refusing -> 
 all nodes down -> cc-safe-route -> fallback queue -> static member agent; a node dying
 mid-session -> next node; a caller hanging up during the IVR -> no retry; a callback through
 cc-callback -> ``Dial(PJSIP/<number>@trunk)`` answered by a simulated trunk endpoint.
+With the real IVR (``IvrService`` running the shipped ``main`` flow, its prompts built
+beforehand by ``callcenter prompts build``): inbound -> IVR menus -> the flow's queue step
+(``CC_QUEUE``) -> cc-queue -> ``Queue(support)`` -> the agent answers; and, when no agent
+answers within the queue timeout, cc-queue -> the safe route's fallback queue.
 
-Not covered until the ACD lands (another issue): the IVR -> ACD queue hand-off (the
-generated cc-inbound hangs up once the flow is done). ChanSpy (cc-supervisor) and the
-VoiceMail fallback are not simulated.
+Not simulated: ChanSpy (cc-supervisor) and the VoiceMail fallback; the IVR waiting in the
+ACD itself (``QueuePort``) is the ACD's contract test, the dialplan only sees an AGI session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -42,8 +49,15 @@ from asterisk_sim.scripts import (
     WaitForPrompt,
 )
 from asterisk_sim.simulator import AsteriskSimulator, SimCall
+from callcenter.asterisk_conf_cmd import flow_queues
+from callcenter.config import Settings
+from callcenter.prompts_cmd import build_prompts
 from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
+from ivr.adapters.path_sink import InMemoryPathSink
+from ivr.adapters.prompt_renderer import PromptRenderer
+from ivr.domain.path import IvrEnded, Outcome
 from ivr.protocol.agi_commands import Answer, GetData, SetVariable
+from ivr.service import FLOWS_DIR, IvrService, IvrSettings, load_flows
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,7 +66,8 @@ AGENT = "1001"
 PHONES = "sim-phones"
 TRUNK = "sim-trunk"
 TIME_SCALE = 0.05
-MakeSim = Callable[[Sequence[int]], Awaitable[AsteriskSimulator]]
+TUESDAY_10_PARIS = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)  # main.yaml's office is open
+MakeSim = Callable[..., Awaitable[AsteriskSimulator]]
 
 
 @dataclass
@@ -114,12 +129,21 @@ def refused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(folder: Path, agi_ports: Sequence[int]) -> dict[str, str]:
+def write_config(
+    folder: Path,
+    agi_ports: Sequence[int],
+    *,
+    queues: tuple[str, ...] = (),
+    queue_timeout: int = 600,
+    fallback_timeout: int = 120,
+) -> dict[str, str]:
     conf = DeploymentConf(
         controllers=tuple(("127.0.0.1", port, refused_port()) for port in agi_ports),
         inbound=((INBOUND, "main"),),
         agents=(AgentEndpoint(AGENT, display_name="Ann"),),
-        fallback_timeout=120,
+        queues=queues,
+        queue_timeout=queue_timeout,
+        fallback_timeout=fallback_timeout,
     )
     files = generate(conf, {})
     for name, text in files.items():
@@ -131,14 +155,17 @@ def write_config(folder: Path, agi_ports: Sequence[int]) -> dict[str, str]:
 async def make_sim(tmp_path: Path) -> AsyncIterator[MakeSim]:
     sims: list[AsteriskSimulator] = []
 
-    async def make(agi_ports: Sequence[int]) -> AsteriskSimulator:
-        files = write_config(tmp_path, agi_ports)
+    async def make(
+        agi_ports: Sequence[int], agent: AgentScript | None = None, **conf: object
+    ) -> AsteriskSimulator:
+        files = write_config(tmp_path, agi_ports, **conf)  # type: ignore[arg-type]
         sim = AsteriskSimulator(
             read_dialplan_text(tmp_path / "extensions.conf"), time_scale=TIME_SCALE
         )
         sim.pbx.config.queues.update(parse_queues_conf(files["queues.conf"]))
         use_endpoints(sim.pbx, {AGENT: PHONES, "trunk": TRUNK})
-        sim.add_agent(AGENT, AgentScript(answer_after=0.5, talk_for=2.0), context=PHONES)
+        agent = agent or AgentScript(answer_after=0.5, talk_for=2.0)
+        sim.add_agent(AGENT, agent, context=PHONES)
         sim.add_agent("_+X.", AgentScript(answer_after=1.0, talk_for=2.0), context=TRUNK)
         await sim.start()
         sims.append(sim)
@@ -282,6 +309,119 @@ async def test_given_callback_originated_then_cc_callback_dials_the_number_on_th
     assert trunk_leg.startswith(f"Local/{number}@{TRUNK}-")
     entered = {v["Channel"] for v in values(sim, "BridgeEnter")}
     assert {trunk_leg, call.two.name} <= entered
+
+
+# -- the real IVR: inbound -> IVR -> queue -> agent ------------------------------------------
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None and not os.environ.get("CI"),
+    reason="espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)",
+)
+CHOOSE_SUPPORT: list[Step] = [
+    WaitForPrompt("GET DATA"),  # language menu
+    Press("1"),  # English
+    WaitForPrompt("GET DATA"),  # main menu
+    Press("2"),  # support
+    StayOnLine(),
+]
+
+
+@dataclass
+class RealIvr:
+    """The IVR service on a FastAGI server, playing prompts `prompts build` installed."""
+
+    sounds: Path
+    sink: InMemoryPathSink = field(default_factory=InMemoryPathSink)
+    server: FastAgiServer | None = None
+    renderer: PromptRenderer | None = None
+
+    async def start(self) -> int:
+        self.renderer = PromptRenderer(self.sounds)
+        service = IvrService(
+            IvrSettings(prompt_cache_dir=self.sounds),
+            path_sink=self.sink,
+            renderer=self.renderer,
+            clock=lambda: TUESDAY_10_PARIS,
+        )
+        service.load()
+        self.server = FastAgiServer(service.routes(), host="127.0.0.1", port=0)
+        await self.server.start()
+        return self.server.port
+
+    async def ended(self, call: SimCall) -> IvrEnded:
+        event = await self.sink.wait_for(
+            lambda e: isinstance(e, IvrEnded) and e.call_id == call.linkedid, timeout=30
+        )
+        assert isinstance(event, IvrEnded)
+        return event
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+
+@pytest.fixture(scope="module")
+def built_sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped flows' prompts, installed once by `callcenter prompts build`."""
+    sounds = tmp_path_factory.mktemp("sounds")
+    report = io.StringIO()
+    assert build_prompts(Settings(), out_dir=sounds, out=report) == 0, report.getvalue()
+    return sounds
+
+
+def shipped_queues() -> tuple[str, ...]:
+    flows, problems = load_flows(FLOWS_DIR)
+    assert not problems
+    return flow_queues(flows)
+
+
+@needs_espeak
+async def test_given_the_real_ivr_when_caller_chooses_support_then_queue_rings_agent_who_answers(
+    make_sim: MakeSim, built_sounds: Path
+) -> None:
+    ivr = RealIvr(built_sounds)
+    try:
+        sim = await make_sim([await ivr.start()], queues=shipped_queues())
+        call = await inbound_call(sim, CHOOSE_SUPPORT)
+        ended = await ivr.ended(call)
+    finally:
+        await ivr.close()
+    assert call.two is not None
+    assert (ended.outcome, ended.destination) == (Outcome.QUEUED, "support")
+    assert call.variable("CC_QUEUE") == "support"
+    assert call.variable("GOSUB_RETVAL") == "done"
+    assert [v["Queue"] for v in values(sim, "QueueCallerJoin", call.two.name)] == ["support"]
+    connect = values(sim, "AgentConnect", call.two.name)
+    assert [(v["Queue"], v["Interface"]) for v in connect] == [("support", f"PJSIP/{AGENT}")]
+    entered = {v["Channel"] for v in values(sim, "BridgeEnter")}
+    assert {connect[0]["DestChannel"], call.two.name} <= entered
+    assert [v["Reason"] for v in values(sim, "AgentComplete", call.two.name)] == ["agent"]
+    assert ivr.renderer is not None
+    assert ivr.renderer.renders == 0  # every prompt the call heard was built beforehand
+
+
+@needs_espeak
+async def test_given_no_agent_answers_the_flow_queue_then_the_call_takes_the_safe_route(
+    make_sim: MakeSim, built_sounds: Path
+) -> None:
+    ivr = RealIvr(built_sounds)
+    try:
+        sim = await make_sim(
+            [await ivr.start()],
+            AgentScript(answer_after=None),
+            queues=shipped_queues(),
+            queue_timeout=30,
+            fallback_timeout=20,
+        )
+        call = await inbound_call(sim, CHOOSE_SUPPORT)
+        await ivr.ended(call)
+    finally:
+        await ivr.close()
+    assert call.two is not None
+    joined = values(sim, "QueueCallerJoin", call.two.name)
+    assert [v["Queue"] for v in joined] == ["support", "cc-emergency"]
+    assert varsets(sim, call, "QUEUESTATUS") == ["TIMEOUT", "TIMEOUT"]
+    assert not values(sim, "AgentConnect")
 
 
 # -- the pieces the generated dialplan needs ------------------------------------------------

@@ -172,6 +172,8 @@ def test_when_generated_then_a_flow_queue_step_leads_to_its_asterisk_queue_then_
 ):
     files = generate(CONF, SECRETS)
     inbound = files["extensions-cc-inbound.conf"].splitlines()
+    gosub = inbound.index(" same => n,Gosub(cc-ivr,s,1(main))")
+    assert inbound[gosub - 1] == " same => n,Answer()"  # prompts and keys need an answered call
     failed = inbound.index(' same => n,GotoIf($["${GOSUB_RETVAL}" = "failed"]?cc-safe-route,s,1)')
     assert inbound[failed + 1] == ' same => n,GotoIf($["${CC_QUEUE}" != ""]?cc-queue,s,1)'
     queue = files["extensions-cc-queue.conf"]

@@ -67,7 +67,7 @@ MAX_TERM = 64  # longer "words" are noise (hashes, base64) and are neither index
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
-WORD = re.compile(r"\w+", re.UNICODE)
+WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits; everything else separates
 
 
 class Visibility(StrEnum):

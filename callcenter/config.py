@@ -89,10 +89,18 @@ class AudioSocketSettings:
 
 @dataclass(frozen=True, slots=True)
 class WebSettings:
-    """The aiohttp web application."""
+    """The aiohttp web application (agent console, REST API, chat widget)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # signs visitor tokens; set CALLCENTER_WEB_SECRET (empty: a random one per start)
+    secret: Secret = Secret("")
+    # bearer token for GET /metrics; empty: /metrics answers loopback clients only
+    metrics_token: Secret = Secret("")
+    # origins allowed to open /chat/ws and post forms, e.g. https://www.example.com
+    allowed_origins: tuple[str, ...] = ()
+    cookie_secure: bool = True
+    session_hours: float = 12.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tickets import chat, users, webhooks
 from tickets.db import Database, open_database
 from tickets.migrate import upgrade
 from tickets.models import Base
 from tickets.schema import MODEL_MODULES
 
+assert (chat, users, webhooks)  # web app models imported, like `db` needs them
 assert MODEL_MODULES  # every model module imported: the `db` fixture empties all their tables
 
 POSTGRES_ADMIN_URL = os.environ.get(

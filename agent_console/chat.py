@@ -1,0 +1,458 @@
+"""The chat channel live: visitor socket (/chat/ws), agent socket (/agent/ws), routing, offline.
+
+Visitor protocol (JSON text frames). The widget sends ``hello`` (with the visitor token it was
+given before, if any) and gets ``welcome`` with a signed token (``<visitor id>.<hmac>``: no
+login, but nobody can take over another visitor's chats). Then ``message`` (text, stored as
+typed, rendered escaped), ``typing``, ``end``, ``rate`` (1..5 after the end) and, when no agent
+could take the chat, ``offline_message`` (name, email, text: an email ticket and an
+acknowledgement to that address). The server sends ``message``, ``typing``, ``assigned``,
+``offline``, ``ended``, ``rated`` and ``error`` (with the error id; nothing is dropped silently).
+
+Agents get ``chat.assigned`` (with the transcript), ``message``, ``typing`` and ``ended``, and
+send ``message``, ``typing`` and ``end`` naming the ``chat_id``.
+
+Live state is per node (one visitor's sockets and the agent they talk to meet on one node);
+the records are in SQL, so a restart loses no transcript.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from agent_console.errors import ConsoleError
+from agent_console.ratelimit import RateLimiter
+from agent_console.service import message_json
+from agent_console.state import DATABASE, HELPDESK, principal
+from callcenter.logmask import mask_email
+from tickets.chat import ChatRecords, ChatRouting, ChatWorkItem
+from tickets.errors import TicketsError
+from tickets.models import LinkKind
+from tickets.repository import TicketRepository
+from tickets.webhooks import WebhookEvent, enqueue
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 16 * 1024
+AGENT_CHAT_CAPACITY = 3
+
+
+class OfflineMailer(Protocol):
+    """Sends the acknowledgement of an offline message (adapter: `chat_mail.SmtpOfflineMailer`)."""
+
+    async def acknowledge(
+        self, *, ticket_id: int, number: str, to: str, name: str, text: str
+    ) -> None: ...
+
+
+class VisitorTokens:
+    """``<visitor id>.<HMAC-SHA256(secret, visitor id)>``: a visitor's identity without a login."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"chat-visitor:" + secret.encode()).digest()
+
+    def issue(self) -> tuple[str, str]:
+        visitor_id = "v_" + secrets.token_urlsafe(16)
+        return visitor_id, f"{visitor_id}.{self._mac(visitor_id)}"
+
+    def verify(self, token: str) -> str | None:
+        visitor_id, _, mac = token.rpartition(".")
+        if not visitor_id or not hmac.compare_digest(mac, self._mac(visitor_id)):
+            return None
+        return visitor_id
+
+    def _mac(self, visitor_id: str) -> str:
+        return hmac.new(self._key, visitor_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class LiveChat:
+    chat_id: int
+    ticket_id: int
+    number: str
+    visitor_id: str
+    visitor_name: str
+    agent: str | None = None
+    visitors: set[web.WebSocketResponse] = field(default_factory=set)
+
+
+class ChatHub:
+    """Who is connected (visitors, agents) and which chat is where, on this node."""
+
+    def __init__(self, tokens: VisitorTokens) -> None:
+        self.tokens = tokens
+        self.agents: dict[str, set[web.WebSocketResponse]] = {}
+        self.chats: dict[int, LiveChat] = {}
+        self.limiter = RateLimiter(burst=8, per_second=1.0)
+        self.messages = 0
+
+    def load(self, agent: str) -> int:
+        return sum(1 for c in self.chats.values() if c.agent == agent)
+
+    async def to_agent(self, agent: str | None, frame: dict[str, Any]) -> None:
+        for ws in list(self.agents.get(agent or "", ())):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json(frame)
+
+    async def to_visitors(self, chat: LiveChat, frame: dict[str, Any]) -> None:
+        for ws in list(chat.visitors):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json(frame)
+
+    async def close_all(self) -> None:
+        sockets = {ws for group in self.agents.values() for ws in group}
+        sockets |= {ws for chat in self.chats.values() for ws in chat.visitors}
+        for ws in sockets:
+            await ws.close(code=1001, message=b"server shutting down")
+
+
+class ConnectedAgentsRouting:
+    """`ChatRouting` until the ACD is wired: the least-loaded agent connected to /agent/ws.
+
+    ``is_open`` says whether chat is staffed now (business hours); closed means nobody takes it.
+    """
+
+    def __init__(self, hub: ChatHub, is_open: Callable[[], bool] = lambda: True) -> None:
+        self.hub = hub
+        self.is_open = is_open
+
+    async def offer(self, item: ChatWorkItem) -> str | None:
+        if not self.is_open():
+            return None
+        candidates = [
+            (self.hub.load(agent), agent)
+            for agent, sockets in self.hub.agents.items()
+            if sockets and self.hub.load(agent) < AGENT_CHAT_CAPACITY
+        ]
+        return min(candidates)[1] if candidates else None
+
+
+HUB = web.AppKey("chat_hub", ChatHub)
+ROUTING = web.AppKey("chat_routing", ChatRouting)
+MAILER = web.AppKey("chat_mailer", OfflineMailer)
+
+
+def _error(err: Exception) -> dict[str, Any]:
+    error_id = getattr(err, "error_id", "chat-error")
+    return {"type": "error", "error": error_id, "message": str(err)}
+
+
+async def _frames(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any] | None]:
+    """Decoded JSON objects; None for a frame that is not one (answered with an error)."""
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            if msg.type == WSMsgType.ERROR:
+                return
+            yield None
+            continue
+        try:
+            frame = json.loads(msg.data)
+        except ValueError:
+            yield None
+            continue
+        yield frame if isinstance(frame, dict) else None
+
+
+# -- visitor side ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Visitor:
+    visitor_id: str = ""
+    name: str = ""
+    email: str = ""
+    chat: LiveChat | None = None
+    last_chat_id: int | None = None
+
+
+async def chat_ws(request: web.Request) -> web.StreamResponse:
+    """The chat widget's socket (same-origin only; the visitor token travels in-band)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30)
+    await ws.prepare(request)
+    me = _Visitor()
+    try:
+        async for frame in _frames(ws):
+            if frame is None:
+                await ws.send_json(
+                    {"type": "error", "error": "chat-frame-invalid", "message": "send JSON objects"}
+                )
+                continue
+            try:
+                await _visitor_frame(request, ws, me, frame)
+            except (ConsoleError, TicketsError) as err:
+                await ws.send_json(_error(err))
+    finally:
+        if me.chat is not None:
+            me.chat.visitors.discard(ws)
+    return ws
+
+
+async def _visitor_frame(
+    request: web.Request, ws: web.WebSocketResponse, me: _Visitor, frame: dict[str, Any]
+) -> None:
+    hub = request.app[HUB]
+    kind = frame.get("type")
+    if kind == "hello":
+        token = str(frame.get("token") or "")
+        visitor_id = hub.tokens.verify(token) if token else None
+        if visitor_id is None:
+            visitor_id, token = hub.tokens.issue()
+        me.visitor_id = visitor_id
+        me.name = str(frame.get("name") or "")[:200]
+        me.email = str(frame.get("email") or "")[:320]
+        await ws.send_json({"type": "welcome", "token": token, "online": any(hub.agents.values())})
+        return
+    if not me.visitor_id:
+        await ws.send_json(
+            {"type": "error", "error": "chat-hello-first", "message": "say hello first"}
+        )
+        return
+    if kind == "message":
+        hub.limiter.hit(me.visitor_id, "messages")
+        await _visitor_message(request, ws, me, str(frame.get("text") or ""))
+    elif kind == "typing" and me.chat is not None:
+        await hub.to_agent(me.chat.agent, {"type": "typing", "chat_id": me.chat.chat_id})
+    elif kind == "end" and me.chat is not None:
+        await _end(request, me.chat, actor=f"visitor:{me.visitor_id}")
+        me.last_chat_id, me.chat = me.chat.chat_id, None
+    elif kind == "rate":
+        await _rate(request, ws, me, frame)
+    elif kind == "offline_message":
+        hub.limiter.hit(me.visitor_id, "messages")
+        await _offline(request, ws, me, frame)
+    else:
+        await ws.send_json(
+            {"type": "error", "error": "chat-frame-invalid", "message": f"unknown type {kind!r}"}
+        )
+
+
+async def _visitor_message(
+    request: web.Request, ws: web.WebSocketResponse, me: _Visitor, text: str
+) -> None:
+    hub = request.app[HUB]
+    sessions = request.app[DATABASE].sessions
+    if me.chat is None:
+        async with sessions.begin() as session:
+            records = ChatRecords(session)
+            chat, ticket, message = await records.start(
+                me.visitor_id, text, name=me.name, email=me.email
+            )
+            ticket_out = await request.app[HELPDESK]._ticket_out(session, ticket)
+            await enqueue(session, WebhookEvent.TICKET_CREATED, {"ticket": ticket_out})
+            await enqueue(
+                session,
+                WebhookEvent.MESSAGE_ADDED,
+                {"ticket": ticket_out, "message": message_json(message)},
+            )
+        live = LiveChat(chat.id, ticket.id, ticket.number, me.visitor_id, me.name or "visitor")
+        live.visitors.add(ws)
+        hub.chats[chat.id] = live
+        me.chat = live
+        hub.messages += 1
+        await ws.send_json({"type": "message", "from": "visitor", **_public(message_json(message))})
+        item = ChatWorkItem(chat.id, ticket.id, ticket.number, visitor_name=live.visitor_name)
+        agent = await request.app[ROUTING].offer(item)
+        if agent is None:
+            await _end(request, live, actor="system:chat", notify=False)
+            me.last_chat_id, me.chat = live.chat_id, None
+            await ws.send_json(
+                {
+                    "type": "offline",
+                    "chat_id": chat.id,
+                    "message": "Nobody can answer now: leave a message and we will email you.",
+                }
+            )
+            return
+        await _assign(request, live, agent)
+        return
+    live = me.chat
+    live.visitors.add(ws)
+    async with sessions.begin() as session:
+        records = ChatRecords(session)
+        chat = await records.get(live.chat_id)
+        message = await records.add_message(
+            chat, text, from_visitor=True, author=me.name or "visitor"
+        )
+        await enqueue(
+            session,
+            WebhookEvent.MESSAGE_ADDED,
+            {"ticket_id": live.ticket_id, "message": message_json(message)},
+        )
+    hub.messages += 1
+    frame = {
+        "type": "message",
+        "from": "visitor",
+        "chat_id": live.chat_id,
+        **_public(message_json(message)),
+    }
+    await hub.to_visitors(live, frame)
+    await hub.to_agent(live.agent, frame)
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: message[k] for k in ("id", "author", "body", "created_at")}
+
+
+async def _assign(request: web.Request, live: LiveChat, agent: str) -> None:
+    hub = request.app[HUB]
+    async with request.app[DATABASE].sessions.begin() as session:
+        records = ChatRecords(session)
+        await records.assign(await records.get(live.chat_id), agent)
+        ticket = await TicketRepository(session).get(live.ticket_id)
+        transcript = [
+            _public(message_json(m))
+            | {"from": "visitor" if m.author_kind == "customer" else "agent"}
+            for m in await TicketRepository(session).messages(ticket, include_internal=False)
+        ]
+    live.agent = agent
+    await hub.to_agent(
+        agent,
+        {
+            "type": "chat.assigned",
+            "chat_id": live.chat_id,
+            "ticket_id": live.ticket_id,
+            "ticket_number": live.number,
+            "visitor_name": live.visitor_name,
+            "transcript": transcript,
+        },
+    )
+    await hub.to_visitors(live, {"type": "assigned", "chat_id": live.chat_id, "agent": agent})
+
+
+async def _end(request: web.Request, live: LiveChat, *, actor: str, notify: bool = True) -> None:
+    hub = request.app[HUB]
+    async with request.app[DATABASE].sessions.begin() as session:
+        records = ChatRecords(session)
+        await records.end(await records.get(live.chat_id), actor=actor)
+    hub.chats.pop(live.chat_id, None)
+    if notify:
+        frame = {"type": "ended", "chat_id": live.chat_id}
+        await hub.to_visitors(live, frame)
+        await hub.to_agent(live.agent, frame)
+
+
+async def _rate(
+    request: web.Request, ws: web.WebSocketResponse, me: _Visitor, frame: dict[str, Any]
+) -> None:
+    if me.last_chat_id is None:
+        await ws.send_json(
+            {"type": "error", "error": "chat-rating-invalid", "message": "no ended chat to rate"}
+        )
+        return
+    async with request.app[DATABASE].sessions.begin() as session:
+        records = ChatRecords(session)
+        chat = await records.get(me.last_chat_id)
+        if chat.visitor_id != me.visitor_id:
+            raise ConsoleError("not your chat")
+        await records.rate(chat, frame.get("score"), str(frame.get("comment") or ""))  # type: ignore[arg-type]
+    await ws.send_json({"type": "rated", "chat_id": me.last_chat_id})
+
+
+async def _offline(
+    request: web.Request, ws: web.WebSocketResponse, me: _Visitor, frame: dict[str, Any]
+) -> None:
+    email = str(frame.get("email") or me.email)
+    name = str(frame.get("name") or me.name)
+    text = str(frame.get("text") or "")
+    async with request.app[DATABASE].sessions.begin() as session:
+        records = ChatRecords(session)
+        ticket, _message = await records.offline_message(name=name, email=email, text=text)
+        if me.last_chat_id is not None:
+            chat = await records.get(me.last_chat_id)
+            if chat.visitor_id == me.visitor_id:
+                repo = TicketRepository(session)
+                await repo.link(
+                    ticket,
+                    await repo.get(chat.ticket_id),
+                    actor="system:chat-offline",
+                    kind=LinkKind.RELATED,
+                )
+        ticket_out = await request.app[HELPDESK]._ticket_out(session, ticket)
+        await enqueue(session, WebhookEvent.TICKET_CREATED, {"ticket": ticket_out})
+    mailer = request.app.get(MAILER)
+    if mailer is not None:
+        try:
+            await mailer.acknowledge(
+                ticket_id=ticket.id, number=ticket.number, to=email, name=name, text=text
+            )
+        except TicketsError as err:  # the ticket is stored; the acknowledgement can be resent
+            log.warning("offline acknowledgement to %s failed: %s", mask_email(email), err)
+    await ws.send_json({"type": "offline_stored", "ticket_number": ticket.number})
+
+
+# -- agent side ------------------------------------------------------------------------------
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    """An agent's console socket: chats offered to them, their messages and typing."""
+    me = principal(request)
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30)
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    hub.agents.setdefault(me.username, set()).add(ws)
+    await ws.send_json({"type": "hello", "agent": me.username})
+    try:
+        async for frame in _frames(ws):
+            if frame is None:
+                await ws.send_json(
+                    {"type": "error", "error": "chat-frame-invalid", "message": "send JSON objects"}
+                )
+                continue
+            try:
+                await _agent_frame(request, me.username, frame)
+            except (ConsoleError, TicketsError) as err:
+                await ws.send_json(_error(err))
+    finally:
+        hub.agents.get(me.username, set()).discard(ws)
+    return ws
+
+
+async def _agent_frame(request: web.Request, agent: str, frame: dict[str, Any]) -> None:
+    hub = request.app[HUB]
+    chat_id = frame.get("chat_id")
+    live = hub.chats.get(chat_id) if isinstance(chat_id, int) else None
+    if live is None or live.agent != agent:
+        raise ConsoleError(f"chat {chat_id!r} is not yours")
+    kind = frame.get("type")
+    if kind == "typing":
+        await hub.to_visitors(live, {"type": "typing", "chat_id": live.chat_id})
+    elif kind == "end":
+        await _end(request, live, actor=f"user:{agent}")
+    elif kind == "message":
+        async with request.app[DATABASE].sessions.begin() as session:
+            records = ChatRecords(session)
+            chat = await records.get(live.chat_id)
+            message = await records.add_message(
+                chat, str(frame.get("text") or ""), from_visitor=False, author=agent
+            )
+            await enqueue(
+                session,
+                WebhookEvent.MESSAGE_ADDED,
+                {"ticket_id": live.ticket_id, "message": message_json(message)},
+            )
+        hub.messages += 1
+        out = {
+            "type": "message",
+            "from": "agent",
+            "chat_id": live.chat_id,
+            **_public(message_json(message)),
+        }
+        await hub.to_visitors(live, out)
+        await hub.to_agent(agent, out)
+    else:
+        raise ConsoleError(f"unknown type {kind!r}")
+
+
+async def chat_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Close every chat socket when the app stops."""
+    yield
+    await app[HUB].close_all()

@@ -352,7 +352,12 @@ def _expected_queues(expect: DeploymentConf) -> list[str]:
 def _check_queues(conf: ConfFile, plan: Dialplan, expect: DeploymentConf | None) -> list[Problem]:
     """Every `Queue(<name>)` of the dialplan, and every queue the flows name, is defined."""
     defined = {s.name for s in conf.sections if not s.is_template} - {"general"}
-    problems = []
+    problems = [
+        Problem(conf.name, entry.line, f"[{section.name}] no queue strategy {entry.value!r}")
+        for section in conf.sections
+        for entry in section.entries
+        if entry.key == "strategy" and entry.value not in known.QUEUE_STRATEGIES
+    ]
     for step in plan.steps:
         if step.app.lower() != "queue":
             continue

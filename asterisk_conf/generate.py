@@ -62,6 +62,8 @@ _REQUIRED_MODULES = (
     "app_chanspy.so",
     "func_cut.so",
     "func_strings.so",
+    "format_wav.so",
+    "format_pcm.so",
 )
 
 

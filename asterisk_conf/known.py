@@ -104,6 +104,31 @@ FUNCTIONS: Mapping[str, str] = {
     "CALLERID": f"func_callerid: {_FUNCS}CALLERID",
 }
 
+# Channel variables the generated dialplan reads or sets (who sets them, and the values).
+VARIABLES: Mapping[str, str] = {
+    "AGISTATUS": f"res_agi: {_APPS}AGI (SUCCESS | FAILURE | NOTFOUND | HANGUP)",
+    "TRYSTATUS": f"app_exec: {_APPS}TryExec (SUCCESS | FAILED | NOAPP)",
+    "GOSUB_RETVAL": f"app_stack: {_APPS}Return",
+    "QUEUESTATUS": "app_queue.c queue_results[]: UNKNOWN | TIMEOUT | JOINEMPTY | LEAVEEMPTY | "
+    "JOINUNAVAIL | LEAVEUNAVAIL | FULL | CONTINUE (set when Queue() returns)",
+    "QUEUE_PRIO": "app_queue.c queue_exec: the caller's priority when Queue() has none",
+}
+
+# queues.conf `strategy =` values: app_queue.c `strategies[]` (Asterisk 22).
+QUEUE_STRATEGIES: frozenset[str] = frozenset(
+    {
+        "ringall",
+        "leastrecent",
+        "fewestcalls",
+        "random",
+        "rrmemory",
+        "roundrobin",
+        "linear",
+        "wrandom",
+        "rrordered",
+    }
+)
+
 # Manager permission classes: main/manager.c `perms[]` (Asterisk 22), manager.conf.sample.
 MANAGER_PERMISSIONS: frozenset[str] = frozenset(
     {
@@ -178,6 +203,8 @@ MODULES: Mapping[str, str] = {
     "func_cut.so": f"funcs/func_cut.c: {_FUNCS}CUT",
     "func_strings.so": f"funcs/func_strings.c: {_FUNCS}FIELDQTY",
     "func_callerid.so": f"funcs/func_callerid.c: {_FUNCS}CALLERID",
+    "format_wav.so": "formats/format_wav.c: the prompts' .wav (8 kHz signed linear)",
+    "format_pcm.so": "formats/format_pcm.c: the prompts' .ulaw and .alaw",
 }
 MODULES_CONF_KEYS: frozenset[str] = frozenset(
     {"autoload", "preload", "load", "noload", "require", "preload-require"}

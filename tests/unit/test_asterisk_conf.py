@@ -502,6 +502,23 @@ def test_given_a_flow_queue_missing_from_queues_conf_when_checked_then_reported(
     ]
 
 
+def test_given_an_unknown_queue_strategy_when_checked_then_reported(generated: Path) -> None:
+    path = generated / "queues.conf"
+    line = _replace(path, "strategy = leastrecent", "strategy = longestidle")
+    assert check(generated, CONF) == [
+        Problem("queues.conf", line, "[sales] no queue strategy 'longestidle'")
+    ]
+
+
+def test_when_generated_then_every_asterisk_variable_read_or_set_is_a_checked_name() -> None:
+    text = "".join(t for name, t in generate(CONF, SECRETS).items() if name.startswith("ext"))
+    names = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)[}:]", text))
+    names |= set(re.findall(r"Set\(([A-Z_][A-Z0-9_]*)=", text))
+    ours = {n for n in names if n.startswith("CC_")} | {"ARG1", "EXTEN"}  # ARG1, EXTEN: pbx core
+    assert names - ours <= set(known.VARIABLES)
+    assert "QUEUE_PRIO" in names
+
+
 def test_given_a_queue_app_naming_an_undefined_queue_when_checked_then_reported(
     generated: Path,
 ) -> None:

@@ -340,12 +340,7 @@ class AcdService:
 
     def _rebuild(self, snap: Snapshot) -> RoutingEngine:
         now = snap.server_ms / 1000
-        moment = [now]
-        engine = RoutingEngine(
-            [q.queue for q in self.config.queues.values()],
-            clock=lambda: moment[0],
-            policy=self.config.service.engine_policy(),
-        )
+        profiles: list[AgentProfile] = []
         steps: list[tuple[float, int, str]] = []
         for agent_id, agent in snap.agents.items():
             channels = {ch for ch, ids in snap.ready.items() if agent_id in ids}
@@ -356,21 +351,30 @@ class AcdService:
                 for ch in ("call", "chat", "email")
             }
             configured = self.config.agents.get(agent_id)
-            profile = AgentProfile(
-                agent_id=AgentId(agent_id),
-                skills=dict(agent.skills),
-                languages=configured.profile.languages if configured else frozenset(),
-                capacity=Capacity(caps["call"], caps["chat"], caps["email"], False),
+            profiles.append(
+                AgentProfile(
+                    agent_id=AgentId(agent_id),
+                    skills=dict(agent.skills),
+                    languages=configured.profile.languages if configured else frozenset(),
+                    capacity=Capacity(caps["call"], caps["chat"], caps["email"], False),
+                )
             )
-            engine.set_agent(profile)
             steps.append((min(now, agent.idle_since_ms / 1000), 0, agent_id))
         for item in snap.waiting:
-            info = self._items.get(item.item_id)
-            if item.queue not in self.config.queues or info is None:
-                continue
-            steps.append((min(now, item.enqueued_at_ms / 1000), 1, item.item_id))
+            if item.queue in self.config.queues and item.item_id in self._items:
+                steps.append((min(now, item.enqueued_at_ms / 1000), 1, item.item_id))
+        steps.sort()
+        # The virtual clock starts at the earliest fact so the replay never goes backwards.
+        moment = [steps[0][0] if steps else now]
+        engine = RoutingEngine(
+            [q.queue for q in self.config.queues.values()],
+            clock=lambda: moment[0],
+            policy=self.config.service.engine_policy(),
+        )
+        for profile in profiles:
+            engine.set_agent(profile)
         by_id = {w.item_id: w for w in snap.waiting}
-        for at, kind, ident in sorted(steps):
+        for at, kind, ident in steps:
             moment[0] = at
             if kind == 0:
                 engine.login(AgentId(ident))

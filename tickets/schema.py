@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tickets import kb
+from tickets import identity_linking, kb, sla_records, surveys
 from tickets.models import Base
 
-MODEL_MODULES = (kb,)
+MODEL_MODULES = (kb, sla_records, surveys, identity_linking)
 metadata = Base.metadata
 
 # objects owned by the full-text search DDL of revision 0002, not by the ORM models

@@ -145,9 +145,171 @@ def upgrade() -> None:
         ),
     )
     _search_ddl(SQLITE_SEARCH, POSTGRESQL_SEARCH)
+    op.create_table(
+        "sla_calendars",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("hours", sa.JSON(), nullable=False),
+        sa.Column("holidays", sa.JSON(), nullable=False),
+        sa.Column("yearly_holidays", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sla_calendars")),
+        sa.UniqueConstraint("name", name=op.f("uq_sla_calendars_name")),
+    )
+    op.create_table(
+        "customer_link_suggestions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("other_customer_id", sa.Integer(), nullable=False),
+        sa.Column("rule", sa.String(length=16), nullable=False),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("decided_by", sa.String(length=200), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('open', 'accepted', 'dismissed')",
+            name=op.f("ck_customer_link_suggestions_status"),
+        ),
+        sa.CheckConstraint(
+            "customer_id <> other_customer_id", name=op.f("ck_customer_link_suggestions_not_self")
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_customer_link_suggestions_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["other_customer_id"],
+            ["customers.id"],
+            name=op.f("fk_customer_link_suggestions_other_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_link_suggestions")),
+        sa.UniqueConstraint(
+            "customer_id",
+            "other_customer_id",
+            "rule",
+            name=op.f("uq_customer_link_suggestions_customer_id_other_customer_id_rule"),
+        ),
+    )
+    op.create_index(
+        op.f("ix_customer_link_suggestions_customer_id"),
+        "customer_link_suggestions",
+        ["customer_id"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_customer_link_suggestions_other_customer_id"),
+        "customer_link_suggestions",
+        ["other_customer_id"],
+        unique=False,
+    )
+    op.create_table(
+        "sla_policies",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("priority", sa.String(length=16), nullable=True),
+        sa.Column("channel", sa.String(length=16), nullable=True),
+        sa.Column("calendar_id", sa.Integer(), nullable=True),
+        sa.Column("first_response_s", sa.Integer(), nullable=True),
+        sa.Column("next_response_s", sa.Integer(), nullable=True),
+        sa.Column("resolution_s", sa.Integer(), nullable=True),
+        sa.Column("phone_answer_s", sa.Integer(), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["calendar_id"],
+            ["sla_calendars.id"],
+            name=op.f("fk_sla_policies_calendar_id_sla_calendars"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sla_policies")),
+        sa.UniqueConstraint("name", name=op.f("uq_sla_policies_name")),
+    )
+    op.create_table(
+        "ticket_sla",
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("policy_id", sa.Integer(), nullable=True),
+        sa.Column("first_response_breached_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_response_breached_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolution_breached_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("paused_remaining", sa.JSON(), nullable=False),
+        sa.Column("phone_answer_s", sa.Float(), nullable=True),
+        sa.Column("phone_abandoned", sa.Boolean(), nullable=False),
+        sa.Column("phone_within_target", sa.Boolean(), nullable=True),
+        sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["policy_id"], ["sla_policies.id"], name=op.f("fk_ticket_sla_policy_id_sla_policies")
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_ticket_sla_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_ticket_sla")),
+    )
+    op.create_table(
+        "survey_responses",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("call_record_id", sa.Integer(), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("dedup_key", sa.String(length=200), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=True),
+        sa.Column("resolved", sa.Boolean(), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("answers", sa.JSON(), nullable=False),
+        sa.Column("queue", sa.String(length=64), nullable=False),
+        sa.Column("agent", sa.String(length=64), nullable=True),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "source IN ('ivr', 'email', 'chat')", name=op.f("ck_survey_responses_source")
+        ),
+        sa.CheckConstraint(
+            "score IS NULL OR (score >= 1 AND score <= 5)", name=op.f("ck_survey_responses_score")
+        ),
+        sa.ForeignKeyConstraint(
+            ["call_record_id"],
+            ["call_records.id"],
+            name=op.f("fk_survey_responses_call_record_id_call_records"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_survey_responses_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_responses")),
+        sa.UniqueConstraint("dedup_key", name=op.f("uq_survey_responses_dedup_key")),
+    )
+    op.create_index(
+        "ix_survey_responses_answered_at", "survey_responses", ["answered_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_survey_responses_ticket_id"), "survey_responses", ["ticket_id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_survey_responses_ticket_id"), table_name="survey_responses")
+    op.drop_index("ix_survey_responses_answered_at", table_name="survey_responses")
+    op.drop_table("survey_responses")
+    op.drop_table("ticket_sla")
+    op.drop_table("sla_policies")
+    op.drop_index(
+        op.f("ix_customer_link_suggestions_other_customer_id"),
+        table_name="customer_link_suggestions",
+    )
+    op.drop_index(
+        op.f("ix_customer_link_suggestions_customer_id"), table_name="customer_link_suggestions"
+    )
+    op.drop_table("customer_link_suggestions")
+    op.drop_table("sla_calendars")
     _search_ddl(SQLITE_SEARCH_DROP, POSTGRESQL_SEARCH_DROP)
     op.drop_table("kb_article_versions")
     op.drop_table("kb_terms")

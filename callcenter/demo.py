@@ -1,8 +1,11 @@
 """`callcenter demo`: a node on embedded defaults with the Asterisk simulator feeding it calls.
 
-Embedded Redis (unless `CALLCENTER_REDIS_URL` is set), the simulator's AMI server in place of
-Asterisk, and scripted callers who dial in, reach the node's FastAGI `selftest` route, key
-digits, stay silent or hang up early. Every few seconds it prints what the node sees.
+Embedded Redis (unless `CALLCENTER_REDIS_URL` is set), the records database of the settings
+(SQLite `callcenter.db` by default, migrated at start), the simulator's AMI server in place of
+Asterisk, and scripted callers who dial the shipped IVR flows: they walk the menus by keypad,
+talk to the Korean support line (`support-ko`, real Vosk speech recognition over AudioSocket,
+barge-in included), stay silent or hang up mid-menu. Every finished call becomes a ticket.
+Every few seconds it prints what the node sees.
 """
 
 from __future__ import annotations
@@ -10,36 +13,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from acd.pbx_monitor import PbxMonitor
-from asterisk_sim.scripts import CallerScript, HangUp, Pause, Press, StayOnLine, WaitForPrompt
+from asterisk_sim.audiosocket_client import CallerAudio
+from asterisk_sim.scripts import (
+    CallerScript,
+    HangUp,
+    Pause,
+    Press,
+    StayOnLine,
+    Step,
+    WaitForPrompt,
+)
 from asterisk_sim.simulator import AsteriskSimulator, SimCall
-from callcenter.config import Secret, Settings
+from callcenter.config import IvrSettingsSection, Secret, Settings
 from callcenter.embedded_redis import embedded_redis
 from callcenter.node import NodeAddresses, serve_node
 from callcenter.process import run_until_stopped
+from tickets.db import open_database
+from tickets.models import CallRecord
+from tickets.repository import TicketRepository
 
 log = logging.getLogger(__name__)
 
 DEMO_CONTEXT = "demo-inbound"
-DEMO_EXTEN = "main"
 DEMO_AMI_USER = "callcenter-demo"
+DEMO_FLOWS = ("main", "support", "support-ko", "sales", "after_hours")
+VOICES = Path(__file__).resolve().parents[1] / "asterisk_sim" / "voices"
 
 
 def demo_dialplan(agi_host: str, agi_port: int) -> str:
-    """The simulated Asterisk's dialplan: inbound calls go to the node's selftest route."""
-    return f"""
-[{DEMO_CONTEXT}]
-exten => {DEMO_EXTEN},1,NoOp(Inbound call to the callcenter demo)
- same => n,Answer()
- same => n,AGI(agi://{agi_host}:{agi_port}/selftest)
- same => n,NoOp(AGI finished: AGISTATUS=${{AGISTATUS}} CC_SELFTEST=${{CC_SELFTEST}})
- same => n,Hangup()
-"""
+    """The simulated Asterisk's dialplan: one extension per shipped flow, into its IVR route."""
+    lines = [f"[{DEMO_CONTEXT}]"]
+    for flow in DEMO_FLOWS:
+        lines += [
+            f"exten => {flow},1,NoOp(Inbound call to the callcenter demo: flow {flow})",
+            " same => n,Answer()",
+            f" same => n,AGI(agi://{agi_host}:{agi_port}/ivr/{flow})",
+            " same => n,NoOp(IVR finished: AGISTATUS=${AGISTATUS} CC_QUEUE=${CC_QUEUE})",
+            " same => n,Hangup()",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +79,62 @@ class DemoOptions:
 
 @dataclass
 class DemoStats:
-    """What the callers did."""
+    """What the callers did and what the help desk made of it."""
 
     placed: int = 0
     completed: int = 0
     failed: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    tickets: int = 0
+    calls_ticketed: int = 0
+    by_disposition: dict[str, int] = field(default_factory=dict)
     monitor: PbxMonitor = field(default_factory=PbxMonitor)
 
 
-def caller_script(rng: random.Random) -> tuple[str, CallerScript]:
-    """A random caller: keys digits, stays silent, or hangs up at the prompt."""
+def _silence(seconds: float) -> bytes:
+    return bytes(2 * round(8000 * seconds))
+
+
+def _voice(*words: str, lead_in: float = 1.0) -> CallerAudio:
+    """A caller who starts talking ``lead_in`` seconds into the prompt (barge-in)."""
+    audio = CallerAudio(_silence(lead_in))
+    for word in words:
+        audio.say_wav(VOICES / f"{word}.wav")
+        audio.say(_silence(2.5))
+    return audio
+
+
+def caller_script(rng: random.Random) -> tuple[str, str, CallerScript]:
+    """A random caller: (kind, flow, script)."""
+    menu = WaitForPrompt("GET DATA")
     roll = rng.random()
-    if roll < 0.6:
-        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 4)))
-        return "keys", CallerScript([WaitForPrompt(), Press(digits), StayOnLine()])
+    if roll < 0.25:
+        choice = rng.choice("1230")
+        return (
+            f"main keys 1,{choice}",
+            "main",
+            CallerScript([menu, Press("1"), menu, Press(choice)]),
+        )
+    if roll < 0.35:
+        return "main silent", "main", CallerScript([menu, StayOnLine()])
+    if roll < 0.42:
+        return "main hangs up", "main", CallerScript([menu, Pause(0.8), HangUp()])
+    if roll < 0.55:
+        ticket = f"2026{rng.randint(1, 30):06d}#"
+        steps: list[Step] = [menu, Press("1"), menu, Press(ticket), menu, Press("2")]
+        return "support keys ticket", "support", CallerScript(steps)
+    if roll < 0.62:
+        return "sales", "sales", CallerScript([WaitForPrompt(), StayOnLine()])
+    if roll < 0.75:
+        return "support-ko says 상담원", "support-ko", CallerScript([], _voice("sangdamwon"))
     if roll < 0.85:
-        return "silent", CallerScript([WaitForPrompt(), StayOnLine()])
-    return "hangs-up", CallerScript([WaitForPrompt(), Pause(0.5), HangUp()])
+        ticket = f"2026{rng.randint(1, 30):06d}#"
+        script = CallerScript([menu, Press(ticket)], _voice("ne"))
+        return "support-ko says 네 + keys ticket", "support-ko", script
+    if roll < 0.93:
+        script = CallerScript([], _voice("gamsahamnida", "sangdamwon"))
+        return "support-ko off-list word, then 상담원", "support-ko", script
+    return "support-ko says 아니요", "support-ko", CallerScript([], _voice("aniyo"))
 
 
 async def run_demo(
@@ -100,30 +163,61 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
     sim = AsteriskSimulator(
         demo_dialplan(settings.agi.host, agi_port), ami_user=DEMO_AMI_USER, ami_secret=secret
     )
-    async with _redis(settings) as redis_url:
-        await sim.start()
-        try:
-            node_settings = replace(
-                settings,
-                agi=replace(settings.agi, port=agi_port),
-                ami=replace(
-                    settings.ami,
-                    host="127.0.0.1",
-                    port=sim.ami_port,
-                    username=DEMO_AMI_USER,
-                    secret=Secret(secret),
-                ),
-            )
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(
-                    serve_node(
-                        node_settings, redis_url, monitor=monitor, on_listening=listening.set_result
-                    )
+    with tempfile.TemporaryDirectory(prefix="callcenter-demo-") as scratch:
+        async with _redis(settings) as redis_url:
+            await sim.start()
+            try:
+                node_settings = replace(
+                    settings,
+                    agi=replace(settings.agi, port=agi_port),
+                    ami=replace(
+                        settings.ami,
+                        host="127.0.0.1",
+                        port=sim.ami_port,
+                        username=DEMO_AMI_USER,
+                        secret=Secret(secret),
+                    ),
+                    ivr=_demo_ivr(settings, Path(scratch)),
                 )
-                _print_banner(settings, sim, await listening)
-                tg.create_task(_callers(sim, options, stats, monitor))
-        finally:
-            await sim.close()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(
+                        serve_node(
+                            node_settings,
+                            redis_url,
+                            monitor=monitor,
+                            on_listening=listening.set_result,
+                            migrate=True,
+                        )
+                    )
+                    _print_banner(node_settings, sim, await listening)
+                    tg.create_task(_callers(sim, options, stats, monitor))
+                    tg.create_task(_watch_tickets(node_settings, options, stats))
+            finally:
+                await sim.close()
+
+
+def _demo_ivr(settings: Settings, scratch: Path) -> IvrSettingsSection:
+    """Prompts and voicemail in a scratch directory unless the settings name writable ones."""
+    ivr = settings.ivr
+    cache = Path(ivr.prompt_cache_dir)
+    if not _writable(cache):
+        cache = Path.home() / ".cache" / "callcenter" / "prompts"
+        if not _writable(cache):
+            cache = scratch / "prompts"
+    recordings = ivr.recordings_dir if _writable(Path(ivr.recordings_dir)) else ""
+    return replace(
+        ivr,
+        prompt_cache_dir=str(cache),
+        recordings_dir=recordings or str(scratch / "voicemail"),
+    )
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK)
 
 
 async def _free_agi_port(settings: Settings) -> int:
@@ -142,13 +236,21 @@ def _print_banner(settings: Settings, sim: AsteriskSimulator, node: NodeAddresse
     lines = [
         "callcenter demo is running (Ctrl-C stops it)",
         f"  simulated Asterisk AMI  127.0.0.1:{sim.ami_port}",
-        f"  FastAGI server          {node.agi_host}:{node.agi_port}  (route: selftest)",
-        f"  AudioSocket server      {node.audiosocket_host}:{node.audiosocket_port}",
+        f"  FastAGI server          {node.agi_host}:{node.agi_port}  (routes: ivr/<flow>)",
+        f"  AudioSocket server      {node.audiosocket_host}:{node.audiosocket_port}  (speech)",
         f"  Redis                   {embedded}",
-        f"  dialplan                [{DEMO_CONTEXT}] {DEMO_EXTEN} -> AGI selftest",
-        "  every few seconds: calls placed and finished, AMI events seen, live channels",
+        f"  records database        {_safe_url(settings.database.url.value)}",
+        f"  prompts rendered into   {settings.ivr.prompt_cache_dir}",
+        f"  dialplan                [{DEMO_CONTEXT}] {', '.join(DEMO_FLOWS)} -> AGI ivr/<flow>",
+        "  callers walk the menus by keypad and speak Korean to support-ko (Vosk)",
+        "  every few seconds: calls placed and finished, tickets, AMI events, live channels",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def _callers(
@@ -162,10 +264,10 @@ async def _callers(
     try:
         while True:
             if mean_gap is not None and monitor.connected:
-                kind, script = caller_script(rng)
-                number = f"+1555{rng.randint(0, 9_999_999):07d}"
+                kind, flow, script = caller_script(rng)
+                number = f"+1555{rng.randint(0, 99):07d}"  # few numbers: repeat callers happen
                 call = await sim.originate_call(
-                    DEMO_EXTEN, DEMO_CONTEXT, script, caller_id=("Demo caller", number)
+                    flow, DEMO_CONTEXT, script, caller_id=("Demo caller", number)
                 )
                 stats.placed += 1
                 stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
@@ -185,21 +287,46 @@ async def _callers(
 
 async def _follow(call: SimCall, stats: DemoStats) -> None:
     try:
-        await call.finished(timeout=120.0)
+        await call.finished(timeout=300.0)
         stats.completed += 1
     except TimeoutError:
         stats.failed += 1
-        log.warning("a demo call did not finish within 120 s")
+        log.warning("a demo call did not finish within 300 s")
+
+
+async def _watch_tickets(settings: Settings, options: DemoOptions, stats: DemoStats) -> None:
+    """Count tickets and ticketed calls in the records database, every report period."""
+    records = open_database(settings.database.url.value)
+    try:
+        while True:
+            await asyncio.sleep(options.report_every / 2)
+            try:
+                async with records.sessions() as session:
+                    stats.tickets = await TicketRepository(session).count()
+                    rows = await session.execute(
+                        select(CallRecord.disposition, func.count()).group_by(
+                            CallRecord.disposition
+                        )
+                    )
+                    counts = {str(d): int(n) for d, n in rows.all()}
+            except SQLAlchemyError as err:
+                log.warning("demo: records database not readable yet: %s", err)
+                continue
+            stats.by_disposition = counts
+            stats.calls_ticketed = sum(counts.values())
+    finally:
+        await records.close()
 
 
 def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> None:
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
-    top = ", ".join(f"{n} {c}" for n, c in monitor.events_by_name.most_common(4))
+    top = ", ".join(f"{n} {c}" for n, c in monitor.events_by_name.most_common(3))
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_disposition.items()))
     owner = f"lease token {monitor.lease_token}" if monitor.lease_token else "no lease"
     print(
-        f"[demo] calls placed {stats.placed} ({kinds}) finished {stats.completed}"
+        f"[demo] calls placed {stats.placed}, finished {stats.completed}"
+        f" | tickets {stats.tickets}, calls ticketed {stats.calls_ticketed} ({outcomes})"
         f" | AMI {'up' if monitor.connected else 'down'}, {owner},"
-        f" resyncs {monitor.resyncs}, events {sum(monitor.events_by_name.values())} ({top})"
+        f" events {sum(monitor.events_by_name.values())} ({top})"
         f" | live channels {len(monitor.channels)}",
         flush=True,
     )

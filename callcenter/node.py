@@ -1,9 +1,11 @@
-"""One controller node: the FastAGI and AudioSocket servers plus, while this node holds the
-Asterisk's lease, the AMI link and the live channel picture, all under one TaskGroup.
+"""One controller node: the FastAGI server running the IVR flows, the AudioSocket server for
+speech, the feed of finished calls into the help desk and, while this node holds the Asterisk's
+lease, the AMI link and the live channel picture, all under one TaskGroup.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,9 +17,13 @@ from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
 from callcenter.config import Settings
 from callcenter.process import run_until_stopped
+from callcenter.services import StartupError, build_call_feed, build_ivr, open_records
 from ivr.adapters.audiosocket_server import AudioSocketServer
 from ivr.adapters.fastagi_server import AgiHandler, FastAgiServer
+from ivr.domain.flow_check import FlowInvalidError
 from ivr.selftest import SELFTEST_SCRIPT, selftest
+from ivr.service import IvrService
+from tickets.errors import MigrationFailed
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +39,7 @@ class NodeAddresses:
 
 
 def default_routes() -> dict[str, AgiHandler]:
-    """The FastAGI routes every node serves."""
+    """The FastAGI routes every node serves besides the IVR flows."""
     return {SELFTEST_SCRIPT: selftest}
 
 
@@ -44,21 +50,19 @@ async def serve_node(
     monitor: PbxMonitor | None = None,
     routes: Mapping[str, AgiHandler] | None = None,
     on_listening: Callable[[NodeAddresses], None] | None = None,
+    migrate: bool = False,
 ) -> None:
-    """Run a node until cancelled."""
+    """Run a node until cancelled.
+
+    ``routes`` replaces the node's FastAGI routes (tests); by default they are the selftest
+    route and one route per IVR flow. ``migrate`` upgrades the records database first (the
+    demo); otherwise a database at an older schema revision stops the start.
+    """
     monitor = monitor or PbxMonitor()
     redis = aioredis.Redis.from_url(
         redis_url,
         socket_timeout=settings.redis.timeout,
         socket_connect_timeout=settings.redis.timeout,
-    )
-    agi = FastAgiServer(
-        routes if routes is not None else default_routes(),
-        host=settings.agi.host,
-        port=settings.agi.port,
-        header_timeout=settings.agi.header_timeout,
-        command_timeout=settings.agi.command_timeout,
-        max_header_bytes=settings.agi.max_header_bytes,
     )
     audio = AudioSocketServer(
         None,
@@ -84,17 +88,37 @@ async def serve_node(
             connect_timeout=ami.connect_timeout,
         )
 
+    records = await open_records(settings, migrate=migrate)
+    ivr: IvrService | None = None
+    agi: FastAgiServer | None = None
     try:
-        await agi.start()
         await audio.start()
+        if routes is None:
+            ivr = await build_ivr(settings, redis, audio)
+            routes = {**default_routes(), **ivr.routes()}
+        agi = FastAgiServer(
+            routes,
+            host=settings.agi.host,
+            port=settings.agi.port,
+            header_timeout=settings.agi.header_timeout,
+            command_timeout=settings.agi.command_timeout,
+            max_header_bytes=settings.agi.max_header_bytes,
+        )
+        await agi.start()
         if on_listening is not None:
             on_listening(
                 NodeAddresses(settings.agi.host, agi.port, settings.audiosocket.host, audio.port)
             )
-        await monitor.own(lease, make_link)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(monitor.own(lease, make_link))
+            tg.create_task(build_call_feed(settings, redis, records).run())
     finally:
-        await agi.close()
+        if agi is not None:
+            await agi.close()
         await audio.close()
+        if ivr is not None:
+            await ivr.close()
+        await records.close()
         await redis.aclose()
 
 
@@ -113,6 +137,10 @@ async def run_production(settings: Settings) -> int:
         settings.ami.port,
         settings.node.asterisk_id,
     )
-    await run_until_stopped(serve_node(settings, settings.redis.url.value))
+    try:
+        await run_until_stopped(serve_node(settings, settings.redis.url.value))
+    except (StartupError, FlowInvalidError, MigrationFailed) as err:
+        log.error("node %s cannot start: %s", settings.node_id, err)
+        return 2
     log.info("node %s stopped", settings.node_id)
     return 0

@@ -400,3 +400,10 @@ class Flow:
     refs: tuple[Ref, ...] = ()
     prompt_refs: tuple[PromptRef, ...] = ()
     invalid_steps: Mapping[StepId, int] = field(default_factory=dict)  # unreadable: id -> line
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The flow's own language and every language its prompts have a text in."""
+        return frozenset(
+            {self.language, *(lang for p in self.prompts.values() for lang in p.texts)}
+        )

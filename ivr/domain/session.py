@@ -167,7 +167,8 @@ class IvrSession:
         self._state = SessionState.NEW
         self._waiting = Waiting.NOTHING
         self._step: Step | None = None
-        self._language = call.language or flow.language
+        # The channel's language (Asterisk's default is "en") only where the flow speaks it.
+        self._language = call.language if call.language in flow.languages else flow.language
         self._variables: dict[str, str] = dict(call.variables)
         self._skills: list[str] = []
         self._priority = 0

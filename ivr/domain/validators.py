@@ -5,7 +5,7 @@ from __future__ import annotations
 from ivr.domain.flow import Validation
 
 #: Ticket numbers as the help desk issues them: 1 to 9 digits, no leading zero.
-TICKET_MAX_DIGITS = 9
+TICKET_MAX_DIGITS = 13  # the help desk's 2026-000042 is keyed as 2026000042 (up to 4 + 9)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -32,7 +32,7 @@ def luhn_check_digit(payload: str) -> str:
 
 
 def ticket_number_valid(digits: str) -> bool:
-    """True for a plausible ticket number: 1-9 ASCII digits without a leading zero."""
+    """True for a plausible ticket number: 1-13 ASCII digits without a leading zero."""
     return (
         0 < len(digits) <= TICKET_MAX_DIGITS
         and digits.isascii()

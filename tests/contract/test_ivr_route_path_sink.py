@@ -190,6 +190,7 @@ def test_given_the_shipped_flows_then_the_service_serves_each_under_ivr_slash_na
         "ivr",
         "ivr/main",
         "ivr/support",
+        "ivr/support-ko",
         "ivr/sales",
         "ivr/after_hours",
         "ivr/survey",

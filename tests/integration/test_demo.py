@@ -1,38 +1,59 @@
-"""`callcenter demo` end to end: embedded Redis, the simulator, the node's AMI link and FastAGI."""
+"""`callcenter demo` end to end: embedded Redis, SQLite, the simulator, the IVR flows, tickets."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from callcenter.config import load_settings
+from callcenter.config import Secret, load_settings
 from callcenter.demo import DemoOptions, DemoStats, run_demo
 
+pytestmark = pytest.mark.timeout(150)
 
-async def test_given_the_demo_when_it_runs_then_simulated_calls_reach_fastagi_and_ami(
-    capsys: pytest.CaptureFixture[str],
+KOREAN = {"네", "아니요", "상담원"}
+
+
+def heard_and_pressed(db: Path) -> tuple[set[str], int]:
+    """Words recognised and keypad entries made, over every ticketed call."""
+    with sqlite3.connect(db) as connection:
+        paths = [
+            json.loads(row[0]) for row in connection.execute("SELECT ivr_path FROM call_records")
+        ]
+    words = {e["text"] for path in paths for e in path if e["event"] == "SpeechHeard"}
+    keyed = sum(1 for path in paths for e in path if e["event"] == "DigitsEntered" and e["digits"])
+    return words, keyed
+
+
+async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_and_calls_become_tickets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     settings = load_settings(environ={})
+    db = tmp_path / "demo.db"
     settings = replace(
         settings,
         agi=replace(settings.agi, port=0),
         audiosocket=replace(settings.audiosocket, port=0),
         node=replace(settings.node, lease_ttl=2.0),
+        database=replace(settings.database, url=Secret(f"sqlite+aiosqlite:///{db}")),
+        ivr=replace(settings.ivr, prompt_cache_dir=str(tmp_path / "prompts")),
     )
     stats = DemoStats()
-    options = DemoOptions(calls_per_minute=240.0, seed=7, report_every=0.5)
+    options = DemoOptions(calls_per_minute=120.0, seed=7, report_every=0.5)
     demo = asyncio.create_task(run_demo(settings, options, stats=stats))
     try:
-        async with asyncio.timeout(60):
-            while not (
-                stats.completed >= 3
-                and stats.monitor.events_by_name["AGIExecEnd"] >= 3
-                and stats.monitor.lease_token is not None
-            ):
+        async with asyncio.timeout(120):
+            while True:
                 assert not demo.done(), demo
-                await asyncio.sleep(0.1)
+                if stats.calls_ticketed >= 8 and stats.monitor.lease_token is not None:
+                    words, keyed = heard_and_pressed(db)
+                    if words & KOREAN and keyed:
+                        break
+                await asyncio.sleep(0.2)
     finally:
         demo.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -40,5 +61,7 @@ async def test_given_the_demo_when_it_runs_then_simulated_calls_reach_fastagi_an
     out = capsys.readouterr().out
     assert "callcenter demo is running" in out
     assert "[demo] calls placed" in out
+    assert stats.tickets >= 1
+    assert words & KOREAN  # the support-ko callers' words, recognised by Vosk
     assert stats.monitor.resyncs >= 1
-    assert stats.monitor.events_by_name["Newchannel"] >= 6
+    assert stats.monitor.events_by_name["AGIExecStart"] >= 8

@@ -891,3 +891,36 @@ def test_random_event_sequences_never_raise_and_end_after_caller_hung_up(
     assert [c.event for out in outputs for c in out if isinstance(c, RecordPath)] == list(
         session.path
     )
+
+
+BILINGUAL = """
+name: bilingual
+start: menu
+language: ko
+prompts:
+  ask:
+    ko: "영업은 1번을 누르세요."
+    fr: "Pour les ventes, tapez 1."
+steps:
+  menu:
+    type: menu
+    prompt: ask
+    options: {"1": sales}
+  sales:
+    type: queue
+    queue: sales
+"""
+
+
+@pytest.mark.parametrize(
+    ("channel_language", "spoken"),
+    [("en", "ko"), ("", "ko"), ("fr", "fr"), ("ko", "ko")],
+)
+def test_given_a_channel_language_then_it_applies_only_where_the_flow_speaks_it(
+    channel_language: str, spoken: str
+) -> None:
+    session = make(BILINGUAL, language=channel_language)
+    [read] = media(session.start())
+    assert isinstance(read, ReadDigits)
+    assert session.language == spoken
+    assert text(read.prompts[0]) == load(BILINGUAL).prompts["ask"].texts[spoken]

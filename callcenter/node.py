@@ -94,7 +94,7 @@ async def serve_node(
     try:
         await audio.start()
         if routes is None:
-            ivr = await build_ivr(settings, redis, audio)
+            ivr = await build_ivr(settings, redis, audio, records)
             routes = {**default_routes(), **ivr.routes()}
         agi = FastAgiServer(
             routes,

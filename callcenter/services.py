@@ -25,6 +25,7 @@ from ivr.service import FLOWS_DIR, IvrService, IvrSettings
 from tickets.call_feed import CallFeed
 from tickets.calls import CallTickets
 from tickets.db import Database, open_database
+from tickets.ivr_adapters import KnowledgeBaseAnswers, TicketStatusDesk
 from tickets.migrate import current_revision, head_revision, upgrade
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,12 @@ async def build_speech(
 
 
 async def build_ivr(
-    settings: Settings, redis: aioredis.Redis, audiosocket: AudioSocketServer
+    settings: Settings, redis: aioredis.Redis, audiosocket: AudioSocketServer, records: Database
 ) -> IvrService:
-    """The IVR service with its flows loaded and checked (``FlowInvalidError`` if wrong)."""
+    """The IVR service with its flows loaded and checked (``FlowInvalidError`` if wrong).
+
+    Ticket status and knowledge-base answers come from the records database.
+    """
     ivr = settings.ivr
     renderer = PromptRenderer(Path(ivr.prompt_cache_dir))
     speech = await build_speech(settings, audiosocket, renderer)
@@ -114,6 +118,8 @@ async def build_ivr(
         ),
         path_sink=RedisPathSink(redis, timeout=settings.redis.timeout),
         renderer=renderer,
+        tickets=TicketStatusDesk(records),
+        knowledge=KnowledgeBaseAnswers(records),
         speech=speech.port if speech else None,
     )
     service.load()

@@ -186,9 +186,13 @@ class WorkHandle:
         self.offer: AgentReserved | None = None
         self.assigned = False
         self.ended: str | None = None
+        self._version = 0  # the item version last applied: older stream facts are ignored
         self._changed = asyncio.Event()
 
-    def _set_offer(self, offer: AgentReserved | None) -> None:
+    def _set_offer(self, offer: AgentReserved | None, version: int) -> None:
+        if version <= self._version:
+            return
+        self._version = version
         self.offer = offer
         self._changed.set()
 
@@ -446,7 +450,7 @@ class AcdService:
         )
         handle = self._handles.get(item_id)
         if handle is not None:
-            handle._set_offer(reserved)
+            handle._set_offer(reserved, result.item_version)
         elif info is not None and info.callback:
             self._spawn(self._call_back(reserved, info))
         return True
@@ -495,7 +499,8 @@ class AcdService:
         kind = event.kind
         item_id = f.get("item", "")
         handle = self._handles.get(item_id)
-        if kind == "ItemOffered" and handle is not None and handle.offer is None:
+        version = int(f.get("ver", "0") or 0)
+        if kind == "ItemOffered" and handle is not None:
             handle._set_offer(
                 AgentReserved(
                     item_id,
@@ -503,10 +508,11 @@ class AcdService:
                     f["offer"],
                     self.config.endpoint(f["agent"]),
                     self.config.service.ring_timeout,
-                )
+                ),
+                version,
             )
         elif kind == "ItemRequeued" and handle is not None:
-            handle._set_offer(None)
+            handle._set_offer(None, version)
         elif kind == "ItemAssigned":
             info = self._items.get(item_id)
             if info is not None:
@@ -786,7 +792,7 @@ class AcdService:
             return
         handle = self._handles.get(item_id)
         if handle is not None:
-            handle._set_offer(None)
+            handle._set_offer(None, result.item_version)
         limit = self.config.service.pause_after_misses
         if limit and result.consecutive_misses >= limit:
             await self.state.set_state(agent_id, Availability.PAUSED, reason=MISSED_PAUSE_REASON)

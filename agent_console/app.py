@@ -36,6 +36,7 @@ from agent_console.errors import (
     RateLimited,
 )
 from agent_console.routes import AGENTS, SPECS, STAFF, Access, RouteSpec, add_routes
+from agent_console.schema import string
 from agent_console.service import HelpDesk
 from agent_console.state import CONFIG, DATABASE, HELPDESK, LOGIN_LIMITER, WebConfig
 from callcenter.config import WebSettings
@@ -190,6 +191,7 @@ ROUTES = (
         access=P,
         tag="auth",
         content_type="text/html",
+        query={"next": string(500)},
     ),
     RouteSpec(
         "POST",

@@ -96,6 +96,29 @@ class Controller:
             await self.server.close()
 
 
+@dataclass
+class QueuingController:
+    """A node whose flow ends in a queue step without the ACD: the dialplan hand-off."""
+
+    queue: str
+    server: FastAgiServer | None = None
+
+    async def flow(self, session: AgiSession) -> None:
+        await session.send(Answer())
+        for name, value in (("CC_QUEUE", self.queue), ("CC_PRIORITY", "3")):
+            await session.send(SetVariable(name, value))
+        await session.send(SetVariable("CC_IVR_DONE", "1"))
+
+    async def start(self) -> int:
+        self.server = FastAgiServer({"ivr/main": self.flow}, host="127.0.0.1", port=0)
+        await self.server.start()
+        return self.server.port
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+
 class DyingController:
     """Accepts a FastAGI session, answers the call, then closes the socket mid-flow."""
 
@@ -309,6 +332,21 @@ async def test_given_callback_originated_then_cc_callback_dials_the_number_on_th
     assert trunk_leg.startswith(f"Local/{number}@{TRUNK}-")
     entered = {v["Channel"] for v in values(sim, "BridgeEnter")}
     assert {trunk_leg, call.two.name} <= entered
+
+
+async def test_given_a_flow_queue_with_a_priority_then_queue_prio_carries_it_to_the_queue(
+    make_sim: MakeSim,
+) -> None:
+    node = QueuingController("sales")
+    try:
+        sim = await make_sim([await node.start()], queues=("sales",))
+        call = await inbound_call(sim, [StayOnLine()])
+    finally:
+        await node.close()
+    assert call.two is not None
+    assert varsets(sim, call, "QUEUE_PRIO") == ["3"]
+    assert [v["Queue"] for v in values(sim, "QueueCallerJoin", call.two.name)] == ["sales"]
+    assert [v["Queue"] for v in values(sim, "AgentConnect", call.two.name)] == ["sales"]
 
 
 # -- the real IVR: inbound -> IVR -> queue -> agent ------------------------------------------

@@ -301,27 +301,28 @@ class ServiceLevels:
     async def status_changed(
         self, ticket: Ticket, previous: TicketStatus, *, actor: str = "system"
     ) -> None:
-        """Stop the clock on entering a paused status, start it again on leaving it."""
+        """Call after a transition: entering a paused status keeps each open deadline's remaining
+        working time, leaving it sets the deadlines again from now. (The repository keeps
+        `sla_paused_at` and `sla_paused_seconds` itself.)"""
         now = self.clock()
         policy = await self.policy_for(ticket)
         entering = ticket.status in SLA_PAUSED_STATUSES and previous not in SLA_PAUSED_STATUSES
         leaving = previous in SLA_PAUSED_STATUSES and ticket.status not in SLA_PAUSED_STATUSES
-        if entering and ticket.sla_paused_at is None:
-            ticket.sla_paused_at = now
+        if entering:
             if policy is not None:
                 state = await self._state(ticket)
                 state.paused_remaining = remaining_at_pause(policy, _deadlines(ticket), now)
                 state.updated_at = now
             self._audit(ticket, "sla.paused", actor=actor)
-        elif leaving and ticket.sla_paused_at is not None:
-            ticket.sla_paused_seconds += (now - ticket.sla_paused_at).total_seconds()
-            ticket.sla_paused_at = None
+        elif leaving:
             if policy is not None:
                 state = await self._state(ticket)
                 resumed = deadlines_on_resume(policy, state.paused_remaining, now)
-                ticket.first_response_due_at = resumed.first_response
+                if ticket.first_response_at is None:
+                    ticket.first_response_due_at = resumed.first_response
                 ticket.next_response_due_at = resumed.next_response
-                ticket.resolution_due_at = resumed.resolution
+                if resumed.resolution is not None:
+                    ticket.resolution_due_at = resumed.resolution
                 state.paused_remaining = {}
                 state.updated_at = now
             self._audit(ticket, "sla.resumed", actor=actor)

@@ -276,12 +276,18 @@ async def _visitor_message(
         return
     live = me.chat
     live.visitors.add(ws)
-    async with sessions.begin() as session:
+    await _relay(request, live, text, from_visitor=True, author=me.name or "visitor")
+
+
+async def _relay(
+    request: web.Request, live: LiveChat, text: str, *, from_visitor: bool, author: str
+) -> None:
+    """Store one message of a live chat (with its webhook) and show it to both sides."""
+    hub = request.app[HUB]
+    async with request.app[DATABASE].sessions.begin() as session:
         records = ChatRecords(session)
         chat = await records.get(live.chat_id)
-        message = await records.add_message(
-            chat, text, from_visitor=True, author=me.name or "visitor"
-        )
+        message = await records.add_message(chat, text, from_visitor=from_visitor, author=author)
         await enqueue(
             session,
             WebhookEvent.MESSAGE_ADDED,
@@ -290,7 +296,7 @@ async def _visitor_message(
     hub.messages += 1
     frame = {
         "type": "message",
-        "from": "visitor",
+        "from": "visitor" if from_visitor else "agent",
         "chat_id": live.chat_id,
         **_public(message_json(message)),
     }
@@ -428,26 +434,7 @@ async def _agent_frame(request: web.Request, agent: str, frame: dict[str, Any]) 
     elif kind == "end":
         await _end(request, live, actor=f"user:{agent}")
     elif kind == "message":
-        async with request.app[DATABASE].sessions.begin() as session:
-            records = ChatRecords(session)
-            chat = await records.get(live.chat_id)
-            message = await records.add_message(
-                chat, str(frame.get("text") or ""), from_visitor=False, author=agent
-            )
-            await enqueue(
-                session,
-                WebhookEvent.MESSAGE_ADDED,
-                {"ticket_id": live.ticket_id, "message": message_json(message)},
-            )
-        hub.messages += 1
-        out = {
-            "type": "message",
-            "from": "agent",
-            "chat_id": live.chat_id,
-            **_public(message_json(message)),
-        }
-        await hub.to_visitors(live, out)
-        await hub.to_agent(agent, out)
+        await _relay(request, live, str(frame.get("text") or ""), from_visitor=False, author=agent)
     else:
         raise ConsoleError(f"unknown type {kind!r}")
 

@@ -27,7 +27,7 @@ from tickets.migrate import upgrade
 from tickets.models import Base
 from tickets.schema import MODEL_MODULES
 
-assert (chat, users, webhooks)  # web app models imported, like `db` needs them
+WEB_MODEL_MODULES = (chat, users, webhooks)  # the `db` fixture empties their tables too
 assert MODEL_MODULES  # every model module imported: the `db` fixture empties all their tables
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -71,20 +71,13 @@ MakeSim = Callable[..., Awaitable[AsteriskSimulator]]
 
 
 @dataclass
-class Controller:
-    """A FastAGI controller node running the ``main`` flow; remembers what it saw."""
+class Node:
+    """A FastAGI controller node serving ``ivr/main`` with :meth:`flow`."""
 
-    server: FastAgiServer | None = None
-    sessions: int = 0
-    digits: list[str] = field(default_factory=list)
+    server: FastAgiServer | None = field(default=None, init=False)
 
     async def flow(self, session: AgiSession) -> None:
-        self.sessions += 1
-        await session.send(Answer())
-        reply = await session.send(GetData("beep", 5000, 1))
-        self.digits.append(reply.digits())
-        if not session.hung_up:
-            await session.send(SetVariable("CC_IVR_DONE", "1"))
+        raise NotImplementedError
 
     async def start(self) -> int:
         self.server = FastAgiServer({"ivr/main": self.flow}, host="127.0.0.1", port=0)
@@ -97,26 +90,32 @@ class Controller:
 
 
 @dataclass
-class QueuingController:
-    """A node whose flow ends in a queue step without the ACD: the dialplan hand-off."""
+class Controller(Node):
+    """Runs the ``main`` flow: answer, read a digit, mark the session done; remembers it."""
 
-    queue: str
-    server: FastAgiServer | None = None
+    sessions: int = 0
+    digits: list[str] = field(default_factory=list)
+
+    async def flow(self, session: AgiSession) -> None:
+        self.sessions += 1
+        await session.send(Answer())
+        reply = await session.send(GetData("beep", 5000, 1))
+        self.digits.append(reply.digits())
+        if not session.hung_up:
+            await session.send(SetVariable("CC_IVR_DONE", "1"))
+
+
+@dataclass
+class QueuingController(Node):
+    """A flow that ends in a queue step without the ACD: the dialplan hand-off."""
+
+    queue: str = "sales"
 
     async def flow(self, session: AgiSession) -> None:
         await session.send(Answer())
         for name, value in (("CC_QUEUE", self.queue), ("CC_PRIORITY", "3")):
             await session.send(SetVariable(name, value))
         await session.send(SetVariable("CC_IVR_DONE", "1"))
-
-    async def start(self) -> int:
-        self.server = FastAgiServer({"ivr/main": self.flow}, host="127.0.0.1", port=0)
-        await self.server.start()
-        return self.server.port
-
-    async def close(self) -> None:
-        if self.server is not None:
-            await self.server.close()
 
 
 class DyingController:

@@ -27,6 +27,7 @@ from asterisk_conf import (
 )
 from callcenter.config import Settings, SettingsError
 from ivr.domain.flow import Flow, QueueStep
+from ivr.domain.flow import Problem as FlowProblem
 from ivr.service import FLOWS_DIR, load_flows
 
 
@@ -93,9 +94,19 @@ def flow_queues(flows: Mapping[str, Flow]) -> tuple[str, ...]:
     )
 
 
-def _load_flows(flows_dir: Path | None) -> Mapping[str, Flow] | None:
+def settings_flows(
+    settings: Settings, flows_dir: Path | None = None
+) -> tuple[dict[str, Flow], list[FlowProblem]]:
+    """The IVR flows the nodes serve (`ivr.flows_dir`, else the shipped ones), checked as the
+    node checks them (`ivr.sounds_dirs`); `flows_dir` overrides the setting."""
+    ivr = settings.ivr
+    folder = flows_dir or (Path(ivr.flows_dir) if ivr.flows_dir else FLOWS_DIR)
+    return load_flows(folder, tuple(Path(d) for d in ivr.sounds_dirs))
+
+
+def _load_flows(settings: Settings, flows_dir: Path | None) -> Mapping[str, Flow] | None:
     """The flows, or None after printing every problem with its file and line."""
-    flows, problems = load_flows(flows_dir or FLOWS_DIR)
+    flows, problems = settings_flows(settings, flows_dir)
     for problem in problems:
         print(f"callcenter asterisk-conf: {problem}", file=sys.stderr)
     return None if problems else flows
@@ -148,7 +159,7 @@ def write_config(
     """Generate and write; secrets come from the environment, never from the settings file."""
     env = os.environ if environ is None else environ
     out = out or sys.stdout
-    flows = _load_flows(flows_dir)
+    flows = _load_flows(settings, flows_dir)
     if flows is None:
         return 2
     try:
@@ -175,7 +186,7 @@ def check_config(
 ) -> int:
     """Report problems in an existing configuration with file and line; exit 1 if any."""
     out = out or sys.stdout
-    flows = _load_flows(flows_dir)
+    flows = _load_flows(settings, flows_dir)
     if flows is None:
         return 2
     try:

@@ -1,10 +1,11 @@
 """`callcenter prompts build`: renders the IVR flows' text prompts into Asterisk's sounds folder.
 
-Every text prompt of every flow (`ivr/flows/*.yaml`, or `--flows DIR`), in every language a
-call through that flow can speak (the flow's language, the prompt texts' languages, the
-languages its `set` and `queue` steps switch to), is rendered exactly as the IVR renders it
-during a call (`ivr.adapters.prompt_renderer`: espeak-ng, the same text and voice, the same
-content-hash file name), so the IVR finds it ready and never runs espeak-ng on a live call.
+Every text prompt of every flow (`ivr.flows_dir`, else `ivr/flows/*.yaml`; or `--flows DIR`),
+in every language a call through that flow can speak (the flow's language, the prompt texts'
+languages, the languages its `set` and `queue` steps switch to), is rendered into
+`ivr.prompt_cache_dir` (or `--out DIR`) exactly as the IVR renders it during a call
+(`ivr.adapters.prompt_renderer`: espeak-ng, the same text and voice, the same content-hash
+file name), so the IVR finds it ready and never runs espeak-ng on a live call.
 Next to each `<hash>.wav` (8 kHz signed linear) go `<hash>.ulaw` and `<hash>.alaw`, so that
 Asterisk plays G.711 calls without transcoding (`asterisk_conf.sound_formats`).
 
@@ -27,10 +28,10 @@ from typing import TextIO
 
 from asterisk_conf.sound_formats import G711_FORMATS
 from asterisk_sim.audio import AudioFormatError, read_wav_pcm
+from callcenter.asterisk_conf_cmd import settings_flows
 from callcenter.config import Settings
 from ivr.adapters.prompt_renderer import EspeakMissingError, PromptRenderer, PromptRenderError
 from ivr.domain.flow import Flow, QueueStep, SetStep
-from ivr.service import FLOWS_DIR, IvrSettings, load_flows
 
 __all__ = ["PromptJob", "build_prompts", "prompt_jobs"]
 
@@ -81,9 +82,8 @@ def prompt_jobs(flows: Mapping[str, Flow]) -> list[PromptJob]:
 
 
 def default_out_dir(settings: Settings) -> Path:
-    """Where the IVR looks for rendered prompts (its prompt cache); Asterisk must read it."""
-    del settings  # the IVR's settings are not part of `Settings` yet: its default applies
-    return IvrSettings().prompt_cache_dir
+    """Where the IVR looks for rendered prompts (`ivr.prompt_cache_dir`); Asterisk reads it."""
+    return Path(settings.ivr.prompt_cache_dir)
 
 
 def build_prompts(
@@ -97,7 +97,7 @@ def build_prompts(
     """Render and install; 0 when every prompt is built, 1 when some failed, 2 on bad input."""
     out = out or sys.stdout
     target = out_dir or default_out_dir(settings)
-    flows, problems = load_flows(flows_dir or FLOWS_DIR)
+    flows, problems = settings_flows(settings, flows_dir)
     if problems:
         for problem in problems:
             print(f"callcenter prompts build: {problem}", file=sys.stderr)

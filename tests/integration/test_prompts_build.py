@@ -195,3 +195,15 @@ def test_given_the_cli_when_prompts_build_runs_then_the_shipped_flows_are_instal
     assert {renderer.cached_path(j.text, j.language) for j in jobs} == set(out_dir.glob("*.wav"))
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith(f"{len(jobs)} prompt(s) ready in {out_dir}")
+
+
+def test_given_ivr_settings_when_built_without_options_then_their_folders_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "ivr-prompt-cache"
+    monkeypatch.setenv("CALLCENTER_IVR_FLOWS_DIR", str(flows_dir(tmp_path)))
+    monkeypatch.setenv("CALLCENTER_IVR_PROMPT_CACHE_DIR", str(cache))
+    assert main(["prompts", "build"]) == 0
+    renderer = PromptRenderer(cache)  # what the node's IVR uses (callcenter/services.py)
+    assert renderer.cached_path("Bonjour.", "fr").is_file()
+    assert len(list(cache.glob("*.wav"))) == 3

@@ -33,13 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--out", type=Path, metavar="DIR", help="write the configuration here")
     target.add_argument("--check", type=Path, metavar="DIR", help="check an existing configuration")
     conf.add_argument("--force", action="store_true", help="overwrite existing files in --out")
-    conf.add_argument("--flows", type=Path, metavar="DIR", help="IVR flows (default: shipped)")
+    conf.add_argument("--flows", type=Path, metavar="DIR", help="flows (default: ivr.flows_dir)")
 
     prompts = sub.add_parser("prompts", help="IVR prompts")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
     build = prompts_sub.add_parser("build", help="render the flows' text prompts for Asterisk")
-    build.add_argument("--out", type=Path, metavar="DIR", help="sounds directory to install into")
-    build.add_argument("--flows", type=Path, metavar="DIR", help="IVR flows (default: shipped)")
+    build.add_argument("--out", type=Path, metavar="DIR", help="default: ivr.prompt_cache_dir")
+    build.add_argument("--flows", type=Path, metavar="DIR", help="flows (default: ivr.flows_dir)")
 
     ivr = sub.add_parser("ivr", help="IVR flows")
     ivr_sub = ivr.add_subparsers(dest="ivr_command", required=True)

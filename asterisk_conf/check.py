@@ -67,6 +67,8 @@ def check(conf_dir: Path, expect: DeploymentConf | None = None) -> list[Problem]
         problems += _check_manager(files["manager.conf"], expect)
     if "pjsip.conf" in files:
         problems += _check_pjsip(files["pjsip.conf"], plan if dialplan_files else None)
+        if expect is not None:
+            problems += _check_acd_endpoints(files["pjsip.conf"], expect)
     if "http.conf" in files:
         problems += _check_http(files["http.conf"], expect)
     if "musiconhold.conf" in files:
@@ -507,6 +509,25 @@ def _check_pjsip(conf: ConfFile, plan: Dialplan | None) -> list[Problem]:
                     Problem(conf.name, line, f"[{section.name}] context {value}: no such context")
                 )
     return problems
+
+
+def _check_acd_endpoints(conf: ConfFile, expect: DeploymentConf) -> list[Problem]:
+    """Every `PJSIP/<name>` the ACD dials is an endpoint of pjsip.conf."""
+    endpoints = {
+        section.name
+        for section in conf.sections
+        if (entry := section.get("type")) is not None and entry.value == "endpoint"
+    }
+    return [
+        Problem(
+            conf.name,
+            0,
+            f"no endpoint [{endpoint.partition('/')[2]}]: the ACD (acd.config_file) dials "
+            f"{endpoint}; add the phone to asterisk.agents or change the agent's endpoint",
+        )
+        for endpoint in expect.acd_endpoints
+        if endpoint.upper().startswith("PJSIP/") and endpoint.partition("/")[2] not in endpoints
+    ]
 
 
 def _check_pjsip_reference(

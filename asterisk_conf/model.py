@@ -113,6 +113,9 @@ class DeploymentConf:
     # flow that once failed a command as FAILURE, so only this marker tells them apart.
     # Empty: trust AGISTATUS alone (SUCCESS = done).
     done_var: str = "CC_IVR_DONE"
+    # The endpoints the ACD dials its agents on (`acd.config_file`, e.g. `PJSIP/1001`): each
+    # PJSIP one must be an agent phone of this configuration, or the ACD's calls fail.
+    acd_endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("ami_username", self.ami_username)
@@ -176,6 +179,14 @@ class DeploymentConf:
             raise InvalidDeployment(f"callback_callerid {self.callback_callerid!r}: digits only")
         if self.done_var and not re.fullmatch(r"[A-Z][A-Z0-9_]{0,39}", self.done_var):
             raise InvalidDeployment(f"done_var {self.done_var!r}: expected an UPPER_CASE name")
+
+    @property
+    def missing_acd_endpoints(self) -> tuple[str, ...]:
+        """The ACD's `PJSIP/<name>` endpoints that are none of the agents' phones."""
+        phones = {f"PJSIP/{agent.extension}" for agent in self.agents}
+        return tuple(
+            e for e in self.acd_endpoints if e.upper().startswith("PJSIP/") and e not in phones
+        )
 
     @property
     def fallback_route(self) -> Fallback:

@@ -3,7 +3,8 @@ writes or checks.
 
 The IVR flows matter to the dialplan: every inbound number names a flow that must exist, and
 every queue a flow's queue step names becomes a queues.conf queue that `cc-queue` hands the
-call to.
+call to. With an ACD (`acd.config_file`), every `PJSIP/<name>` endpoint it dials its agents on
+must be one of the agent phones written here: `--out` warns, `--check` reports it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from acd.config import AcdConfigError, load_acd_config
 from asterisk_conf import (
     AgentEndpoint,
     AsteriskConfError,
@@ -54,6 +56,7 @@ def deployment_from_settings(
                 )
         queues = flow_queues(flows)
     return DeploymentConf(
+        acd_endpoints=_acd_endpoints(settings),
         ami_bind=ast.ami_bind,
         ami_port=settings.ami.port,
         ami_username=settings.ami.username,
@@ -78,6 +81,17 @@ def deployment_from_settings(
         callback_timeout=ast.callback_timeout,
         callback_callerid=ast.callback_callerid,
     )
+
+
+def _acd_endpoints(settings: Settings) -> tuple[str, ...]:
+    """The endpoints the ACD dials its agents on (none without `acd.config_file`)."""
+    if not settings.acd.config_file:
+        return ()
+    try:
+        acd = load_acd_config(Path(settings.acd.config_file))
+    except AcdConfigError as err:
+        raise SettingsError(f"acd.config_file: {err}") from err
+    return tuple(dict.fromkeys(agent.endpoint for agent in acd.agents.values()))
 
 
 def flow_queues(flows: Mapping[str, Flow]) -> tuple[str, ...]:
@@ -174,6 +188,12 @@ def write_config(
         print(f"wrote {path}", file=out)
     for name in missing_secrets(conf, secrets):
         print(f"warning: {name} is not set: a placeholder was written in its place", file=out)
+    for endpoint in conf.missing_acd_endpoints:
+        print(
+            f"warning: the ACD dials {endpoint}, which is no agent phone here "
+            "(asterisk.agents): its calls to that agent will fail",
+            file=out,
+        )
     return 0
 
 

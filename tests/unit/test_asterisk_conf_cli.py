@@ -89,3 +89,51 @@ def test_given_a_written_config_with_a_mistake_when_checked_then_file_and_line_a
     out = capsys.readouterr().out.splitlines()
     assert f"extensions-cc-queue.conf:{number}: Goto: context cc-safe-rout does not exist" in out
     assert out[-1] == f"{len(out) - 1} problem(s) in {tmp_path}"
+
+
+ACD_EXAMPLE = Path(__file__).parents[2] / "acd" / "examples" / "queues.yaml"
+
+
+def test_given_an_acd_dialling_phones_this_config_lacks_then_write_warns_and_check_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLCENTER_ACD_CONFIG_FILE", str(ACD_EXAMPLE))  # PJSIP/agent-1001, ...
+    monkeypatch.setenv("CALLCENTER_ASTERISK_AGENTS", "1001,1002,1003")
+    monkeypatch.setenv("CALLCENTER_AMI_SECRET", "test-only-not-a-secret")
+    for extension in ("1001", "1002", "1003"):
+        monkeypatch.setenv(f"CALLCENTER_SIP_PASSWORD_{extension}", f"test-only-{extension}")
+    assert main(["asterisk-conf", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the ACD dials PJSIP/agent-1001, which is no agent phone here" in out
+    assert main(["asterisk-conf", "--check", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [
+        f"pjsip.conf:0: no endpoint [agent-{n}]: the ACD (acd.config_file) dials "
+        f"PJSIP/agent-{n}; add the phone to asterisk.agents or change the agent's endpoint"
+        for n in ("1001", "1002", "1003")
+    ]
+
+
+def test_given_an_acd_dialling_the_generated_phones_then_write_and_check_are_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acd = tmp_path / "acd.yaml"
+    acd.write_text(ACD_EXAMPLE.read_text().replace("PJSIP/agent-", "PJSIP/"))
+    monkeypatch.setenv("CALLCENTER_ACD_CONFIG_FILE", str(acd))
+    monkeypatch.setenv("CALLCENTER_ASTERISK_AGENTS", "1001,1002,1003")
+    monkeypatch.setenv("CALLCENTER_AMI_SECRET", "test-only-not-a-secret")
+    for extension in ("1001", "1002", "1003"):
+        monkeypatch.setenv(f"CALLCENTER_SIP_PASSWORD_{extension}", f"test-only-{extension}")
+    out_dir = tmp_path / "etc"
+    assert main(["asterisk-conf", "--out", str(out_dir)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main(["asterisk-conf", "--check", str(out_dir)]) == 0
+
+
+def test_given_a_broken_acd_file_when_written_then_refused_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLCENTER_ACD_CONFIG_FILE", str(tmp_path / "missing.yaml"))
+    assert main(["asterisk-conf", "--out", str(tmp_path / "etc")]) == 2
+    assert "acd.config_file:" in capsys.readouterr().err
+    assert not (tmp_path / "etc").exists()

@@ -12,6 +12,7 @@ Answer, Wait, Hangup; or Busy), so agents produce the same events as the trace a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 from asterisk_sim.audiosocket_client import CallerAudio
 from asterisk_sim.channels import Channel
 from asterisk_sim.pbx import Pbx
+
+_log = logging.getLogger(__name__)
 
 READING_COMMANDS = (
     "STREAM FILE",
@@ -36,7 +39,8 @@ READING_APPS = ("playback", "background", "read")
 
 @dataclass(frozen=True, slots=True)
 class WaitForPrompt:
-    """Wait until the IVR starts a reading command (whose text contains `contains`, if set)."""
+    """Wait until the IVR starts a reading command (whose text contains `contains`, if set);
+    after `timeout` simulated seconds without one the caller gives up and hangs up."""
 
     contains: str | None = None
     timeout: float = 60.0
@@ -136,7 +140,15 @@ class CallerRun:
                 if one.is_hungup:
                     return
                 if isinstance(step, WaitForPrompt):
-                    await self._wait_prompt(step)
+                    try:
+                        await self._wait_prompt(step)
+                    except TimeoutError:
+                        # A caller left waiting for a prompt that never comes gives up.
+                        _log.info(
+                            "caller on %s heard no prompt in %gs: hangs up", one.name, step.timeout
+                        )
+                        self.pbx.soft_hangup(one, event_cause=None, cause=None)
+                        return
                 elif isinstance(step, Pause):
                     if not await self.pbx.wait(one, step.seconds):
                         return

@@ -103,6 +103,16 @@ class IvrSettingsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class AcdSettings:
+    """The ACD: its queues and agents file; without one, queue steps hand the call to the
+    dialplan (`CC_QUEUE`), where the generated configuration runs Asterisk's own Queue()."""
+
+    config_file: str = ""  # YAML or TOML, format in acd/config.py (example: acd/examples)
+    callback_agi: str = ""  # agi://host:port Asterisk reaches for callbacks (empty: agi.host:port)
+    callback_queue: str = "operator"  # where a flow's callback step queues the callback
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """The aiohttp web application (agent console, REST API, chat widget)."""
 
@@ -190,6 +200,7 @@ class Settings:
     agi: AgiSettings = AgiSettings()
     audiosocket: AudioSocketSettings = AudioSocketSettings()
     ivr: IvrSettingsSection = IvrSettingsSection()
+    acd: AcdSettings = AcdSettings()
     web: WebSettings = WebSettings()
     redis: RedisSettings = RedisSettings()
     database: DatabaseSettings = DatabaseSettings()

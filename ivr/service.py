@@ -42,6 +42,7 @@ from ivr.ports import (
     KnowledgeBase,
     PathSink,
     PromptRendering,
+    QueuePort,
     SpeechPort,
     TicketDesk,
 )
@@ -107,6 +108,7 @@ class IvrService:
         customers: CustomerDirectory | None = None,
         callbacks: CallbackPort | None = None,
         speech: SpeechPort | None = None,
+        queue: QueuePort | None = None,
         webhooks: WebhookClient | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -123,6 +125,7 @@ class IvrService:
             callbacks=callbacks or InMemoryCallbacks(),
             customers=customers or InMemoryCustomerDirectory(),
             speech=speech,
+            queue=queue,
             clock=clock,
             settings=settings.route,
         )

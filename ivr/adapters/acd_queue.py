@@ -22,11 +22,12 @@ from acd.domain.call_events import EndedBy
 from acd.service import AcdService, ItemEnded, WorkHandle, WorkRequest
 from callcenter.logmask import mask_number
 from ivr.adapters.fastagi_server import AgiChannelHungUp, AgiConnectionLost, AgiSession
+from ivr.domain.call import CallId
 from ivr.errors import IvrError
 from ivr.ports import AgentToDial, QueueJoin, QueuePosition, WaitSettings
 from ivr.protocol import agi_commands as agi
 
-__all__ = ["AcdQueue", "AcdQueuedCall", "CallbackRoute", "UnknownQueueError"]
+__all__ = ["AcdCallbacks", "AcdQueue", "AcdQueuedCall", "CallbackRoute", "UnknownQueueError"]
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +129,29 @@ class AcdQueue:
             " (old place resumed)" if handle.resumed else "",
         )
         return AcdQueuedCall(self.service, handle, settings)
+
+
+class AcdCallbacks:
+    """:class:`ivr.ports.CallbackPort` over the ACD: a flow's ``callback`` step (outside a queue)
+    queues an agent-first callback item in ``queue``; the agent is rung first, then the customer.
+    """
+
+    def __init__(self, service: AcdService, queue: str) -> None:
+        service.config.queue(queue)  # AcdConfigError now, not at the first caller
+        self.service = service
+        self.queue = queue
+
+    async def request_callback(self, call_id: CallId, number: str, language: str) -> None:
+        await self.service.enqueue(
+            WorkRequest(
+                f"callback-{call_id}-{uuid.uuid4().hex[:8]}",
+                self.queue,
+                language=language or None,
+                customer=number,
+                callback=number,
+            )
+        )
+        _log.info("callback to %s queued in %s", mask_number(number), self.queue)
 
 
 class CallbackRoute:

@@ -1,4 +1,4 @@
-"""`callcenter demo` end to end: embedded Redis, SQLite, the simulator, the IVR flows, tickets."""
+"""`callcenter demo` end to end: embedded Redis, SQLite, the simulator, IVR flows, ACD, tickets."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def heard_and_pressed(db: Path) -> tuple[set[str], int]:
     return words, keyed
 
 
-async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_and_calls_become_tickets(
+async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_agents_and_get_tickets(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     settings = load_settings(environ={})
@@ -49,9 +49,11 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_and_calls
         async with asyncio.timeout(120):
             while True:
                 assert not demo.done(), demo
-                if stats.calls_ticketed >= 8 and stats.monitor.lease_token is not None:
+                owns = stats.monitor.lease_token is not None
+                if stats.calls_ticketed >= 8 and stats.acd is not None and owns:
                     words, keyed = heard_and_pressed(db)
-                    if words & KOREAN and keyed:
+                    kinds = {e.kind for e in await stats.acd.state.all_events()}
+                    if words & KOREAN and keyed and "ItemAssigned" in kinds:
                         break
                 await asyncio.sleep(0.2)
     finally:

@@ -7,8 +7,10 @@ The IVR publishes each step of a call as a path event on the Redis stream
 ``callcenter:events:ivr`` (``ivr.adapters.path_sink``). :class:`CallFold` (pure) collects one
 call's events and, when the session ends (``IvrEnded``), folds them into one
 :class:`~tickets.calls.CallEvent`: caller, start and end, the whole path, the ticket the caller
-named (a successful ticket-status lookup), the queue the call was handed to, and a disposition
-(queued, self-service, voicemail, callback, abandoned, failed). A session that never ends (the
+named (a successful ticket-status lookup), the queue the call was handed to, how the wait there
+ended (``QueueLeft``: the agent, the wait, the talk time), and a disposition (answered,
+self-service, voicemail, callback, abandoned, failed; in progress while Asterisk's own Queue()
+has the call). A session that never ends (the
 controller was killed mid-call) is folded anyway once it has been silent for ``stale_after``
 seconds, with what is known and the disposition ``failed``: the call is never lost.
 
@@ -30,7 +32,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -47,6 +49,8 @@ from ivr.domain.path import (
     LookupOutcome,
     Outcome,
     PathEvent,
+    QueueLeft,
+    QueueOutcome,
     VoicemailLeft,
 )
 from tickets.calls import CallEvent, CallTickets, ivr_path_json
@@ -86,9 +90,19 @@ def fold_call(call_id: str, events: Iterable[PathEvent], *, ended: bool = True) 
         ),
         "",
     )
+    left = next((e for e in reversed(path) if isinstance(e, QueueLeft)), None)
     first_at = started.at if started else (path[0].at if path else datetime.now().astimezone())
     last_at = end.at if end else (path[-1].at if path else first_at)
     queue = end.destination if end is not None and end.outcome is Outcome.QUEUED else ""
+    if left is not None:
+        queue = left.queue
+    waited = talk = None
+    answered_at = None
+    if left is not None:
+        waited = left.waited_ms / 1000
+        if left.outcome is QueueOutcome.ANSWERED and left.talk_ms is not None:
+            talk = left.talk_ms / 1000
+            answered_at = left.at - timedelta(milliseconds=left.talk_ms)
     subject = ""
     if voicemail is not None:
         subject = voicemail.subject or "Voicemail"
@@ -98,20 +112,35 @@ def fold_call(call_id: str, events: Iterable[PathEvent], *, ended: bool = True) 
         call_id=call_id,
         caller=started.caller if started else (voicemail.caller if voicemail else ""),
         started_at=first_at,
-        ended_at=None if queue else last_at,
+        answered_at=answered_at,
+        ended_at=None if queue and left is None else last_at,
         subject=subject,
         queue=queue,
         ivr_path=ivr_path_json(path),
         named_ticket=named,
+        queue_wait_s=waited,
+        talk_s=talk,
+        agent=left.agent or None if left is not None else None,
         recording_url=voicemail.recording if voicemail else None,
-        disposition=_disposition(path, end, voicemail, ended=ended),
+        disposition=_disposition(path, end, voicemail, left, ended=ended),
     )
 
 
 def _disposition(
-    path: list[PathEvent], end: IvrEnded | None, voicemail: VoicemailLeft | None, *, ended: bool
+    path: list[PathEvent],
+    end: IvrEnded | None,
+    voicemail: VoicemailLeft | None,
+    left: QueueLeft | None,
+    *,
+    ended: bool,
 ) -> Disposition:
-    """Voicemail and callback first; then by how the session ended."""
+    """The queue's outcome, then voicemail and callback; then by how the session ended."""
+    if left is not None and left.outcome is not QueueOutcome.REFUSED:
+        return {
+            QueueOutcome.ANSWERED: Disposition.ANSWERED,
+            QueueOutcome.CALLBACK: Disposition.CALLBACK,
+            QueueOutcome.ABANDONED: Disposition.ABANDONED,
+        }[left.outcome]
     if not ended or end is None:
         return Disposition.FAILED
     if voicemail is not None:

@@ -108,6 +108,7 @@ from ivr.domain.events import (
     VoicemailRecorded,
 )
 from ivr.domain.flow import Flow
+from ivr.domain.path import QueueLeft, QueueOutcome
 from ivr.domain.session import IvrSession, SessionState
 from ivr.errors import IvrError
 from ivr.ports import (
@@ -540,12 +541,43 @@ class _CallRun:
             queued = await port.join(join)
         except IvrError as err:
             _log.warning("queue %s refused the call: %s", command.queue, err)
+            await self._queue_left(command.queue, QueueOutcome.REFUSED, 0)
             return TransferResult(ok=False, reason="no-queue")
+        wait = _QueueWait(self, queued, command)
         try:
-            return await _QueueWait(self, queued, command).run()
-        except BaseException:
+            result = await wait.run()
+        except BaseException as err:
             await queued.abandon()  # the caller left (or we stopped): no agent left reserved
+            if isinstance(err, IvrError):  # the caller hung up or the AGI connection broke
+                await self._queue_left(
+                    command.queue, QueueOutcome.ABANDONED, wait.waited_ms(), missed=wait.missed
+                )
             raise
+        outcome = QueueOutcome.ANSWERED if wait.agent else QueueOutcome.CALLBACK
+        await self._queue_left(
+            command.queue,
+            outcome,
+            wait.waited_ms(),
+            agent=wait.agent,
+            talk_ms=wait.talk_ms,
+            missed=wait.missed,
+        )
+        return result
+
+    async def _queue_left(
+        self,
+        queue: str,
+        outcome: QueueOutcome,
+        waited_ms: int,
+        *,
+        agent: str = "",
+        talk_ms: int | None = None,
+        missed: int = 0,
+    ) -> None:
+        event = QueueLeft(
+            self.call_id, self.route.clock(), queue, outcome, waited_ms, agent, talk_ms, missed
+        )
+        await self.route.path_sink.publish(event)
 
     async def _transfer(self, command: Transfer) -> TransferResult:
         if not _NUMBER.match(command.number):
@@ -620,6 +652,16 @@ class _QueueWait:
         self.settings = queued.settings
         self.language = command.language or run.ivr.language
         self.loop = asyncio.get_running_loop()
+        self.joined = self.loop.time()
+        self.agent = ""  # the agent who answered
+        self.talk_ms: int | None = None
+        self.answered_at: float | None = None
+        self.missed = 0
+
+    def waited_ms(self) -> int:
+        """From joining the queue to the agent's answer (or to now)."""
+        end = self.answered_at if self.answered_at is not None else self.loop.time()
+        return max(0, round((end - self.joined) * 1000))
 
     async def run(self) -> TransferResult:
         key = self.settings.callback_key
@@ -711,10 +753,16 @@ class _QueueWait:
         if status == "ANSWER":
             if not answered:
                 await self.queued.answered()
+            talk = await self.agi.send(agi.GetVariable("ANSWEREDTIME_MS"))
+            self.agent = agent.agent_id
+            self.talk_ms = int(talk.data) if talk.data and talk.data.isdigit() else None
+            ended = self.loop.time()
+            self.answered_at = ended - (self.talk_ms or 0) / 1000
             await self.queued.finished()
             return True
         if status == "CANCEL" or self.agi.hung_up:
             raise AgiChannelHungUp(f"caller hung up while agent {agent.agent_id} rang")
         _log.info("agent %s did not answer (%s); back to the head", agent.agent_id, status)
+        self.missed += 1
         await self.queued.not_answered(busy=status == "BUSY")
         return False

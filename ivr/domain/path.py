@@ -136,6 +136,29 @@ class SurveyAnswered:
     score: int | None
 
 
+class QueueOutcome(StrEnum):
+    """How a caller's wait in a queue ended."""
+
+    ANSWERED = "answered"  # an agent answered; talk time known
+    CALLBACK = "callback"  # the caller left a callback and kept the place
+    ABANDONED = "abandoned"  # the caller hung up while waiting or while an agent rang
+    REFUSED = "refused"  # the queue did not take the call
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLeft:
+    """The caller's wait in a queue step ended (recorded by the adapter that ran the wait)."""
+
+    call_id: CallId
+    at: datetime
+    queue: str
+    outcome: QueueOutcome
+    waited_ms: int  # from joining the queue to the agent's answer (or to leaving)
+    agent: str = ""
+    talk_ms: int | None = None
+    missed: int = 0  # agents rung who did not answer
+
+
 @dataclass(frozen=True, slots=True)
 class IvrEnded:
     call_id: CallId
@@ -157,5 +180,6 @@ PathEvent: TypeAlias = (
     | CallbackRequested
     | VoicemailLeft
     | SurveyAnswered
+    | QueueLeft
     | IvrEnded
 )

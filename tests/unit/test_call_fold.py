@@ -15,6 +15,8 @@ from ivr.domain.path import (
     LookupOutcome,
     Outcome,
     PathEvent,
+    QueueLeft,
+    QueueOutcome,
     StepEntered,
     VoicemailLeft,
 )
@@ -138,3 +140,22 @@ def test_given_more_open_calls_than_allowed_then_the_oldest_are_folded_first() -
     [folded] = fold.stale(now=3.0)
     assert folded.event.call_id == "c0"
     assert fold.open_calls == 2
+
+
+def test_given_an_agent_answered_in_the_queue_then_the_call_has_agent_wait_and_talk() -> None:
+    left = QueueLeft(CALL, at(100), "support", QueueOutcome.ANSWERED, 40_000, "2001", 55_000, 1)
+    event = fold_call(CALL, [started(), left, ended(Outcome.QUEUED, "support", seconds=101)])
+    assert event.disposition is Disposition.ANSWERED
+    assert (event.queue, event.agent) == ("support", "2001")
+    assert (event.queue_wait_s, event.talk_s) == (40.0, 55.0)
+    assert event.answered_at == at(45)
+    assert event.ended_at == at(101)
+
+
+def test_given_the_caller_hung_up_while_queued_then_the_call_is_abandoned_with_its_wait() -> None:
+    left = QueueLeft(CALL, at(70), "sales", QueueOutcome.ABANDONED, 62_000)
+    event = fold_call(CALL, [started(), left, ended(Outcome.CALLER_HUNG_UP, seconds=70)])
+    assert event.disposition is Disposition.ABANDONED
+    assert event.queue_wait_s == 62.0
+    assert event.agent is None
+    assert event.talk_s is None

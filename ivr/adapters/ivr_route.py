@@ -610,14 +610,23 @@ _ANNOUNCE = {
         "Tous nos conseillers sont occupés.",
         "Tapez {key} pour être rappelé sans perdre votre place.",
     ),
+    "ko": (
+        "고객님의 대기 순서는 {position}번입니다.",
+        "예상 대기 시간은 약 {minutes}분입니다.",
+        "예상 대기 시간은 약 1분입니다.",
+        "지금은 모든 상담원이 통화 중입니다.",
+        "순서를 유지한 채 전화를 다시 받으시려면 {key}번을 눌러 주세요.",
+    ),
 }
 _CONFIRM = {
     "en": "We will call you back at the number ending in {tail}. Press 1 to confirm.",
     "fr": "Nous vous rappellerons au numéro finissant par {tail}. Tapez 1 pour confirmer.",
+    "ko": "끝자리가 {tail}인 번호로 다시 전화드리겠습니다. 확인하시려면 1번을 눌러 주세요.",
 }
 _CALLBACK_DONE = {
     "en": "Thank you. We will call you back. Goodbye.",
     "fr": "Merci. Nous vous rappellerons. Au revoir.",
+    "ko": "감사합니다. 다시 전화드리겠습니다. 안녕히 계세요.",
 }
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 
+from asterisk_sim.audiosocket_client import CallerAudio
 from asterisk_sim.scripts import (
     AgentScript,
     CallerScript,
@@ -166,6 +167,7 @@ class Rig:
         *,
         caller_id: str = CALLER,
         agents: dict[str, AgentScript] | None = None,
+        audio: CallerAudio | None = None,
     ) -> CallResult:
         self.sink = InMemoryPathSink()  # simulators number calls alike: one sink per call
         webhooks = WebhookClient()
@@ -182,7 +184,7 @@ class Rig:
             call = await sim.originate_call(
                 "x",
                 "ivr",
-                CallerScript(list(steps)),
+                CallerScript(list(steps), audio or CallerAudio()),
                 caller_id=("Alice", caller_id),
                 variables=[("FLOW", flow.name)],
             )

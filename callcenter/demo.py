@@ -279,6 +279,8 @@ def _print_banner(settings: Settings, sim: AsteriskSimulator, node: NodeAddresse
         f"  simulated Asterisk AMI  127.0.0.1:{sim.ami_port}",
         f"  FastAGI server          {node.agi_host}:{node.agi_port}  (routes: ivr/<flow>)",
         f"  AudioSocket server      {node.audiosocket_host}:{node.audiosocket_port}  (speech)",
+        f"  web app                 http://{node.web_host}:{node.web_port}/  (chat widget:"
+        f" /static/chat-demo.html, REST API: /api/openapi.json)",
         f"  Redis                   {embedded}",
         f"  records database        {_safe_url(settings.database.url.value)}",
         f"  prompts rendered into   {settings.ivr.prompt_cache_dir}",

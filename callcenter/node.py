@@ -11,11 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from acd.adapters.ami_link import AmiLink
 from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
+from agent_console.app import create_app, web_config
 from callcenter.config import Settings
 from callcenter.process import run_until_stopped
 from callcenter.services import (
@@ -31,6 +33,7 @@ from ivr.adapters.fastagi_server import AgiHandler, FastAgiServer
 from ivr.domain.flow_check import FlowInvalidError
 from ivr.selftest import SELFTEST_SCRIPT, selftest
 from ivr.service import IvrService
+from tickets.db import Database
 from tickets.errors import MigrationFailed
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ class NodeAddresses:
     agi_port: int
     audiosocket_host: str
     audiosocket_port: int
+    web_host: str = ""
+    web_port: int = 0
 
 
 def default_routes() -> dict[str, AgiHandler]:
@@ -102,6 +107,7 @@ async def serve_node(
     acd = build_acd(settings, redis, monitor)
     ivr: IvrService | None = None
     agi: FastAgiServer | None = None
+    web_runner: web.AppRunner | None = None
     try:
         await audio.start()
         if routes is None:
@@ -118,9 +124,21 @@ async def serve_node(
             max_header_bytes=settings.agi.max_header_bytes,
         )
         await agi.start()
+        web_runner = await start_web(settings, records)
+        web_port = _bound_port(web_runner)
+        log.info(
+            "web app on http://%s:%d/ (agent console, REST API, chat)", settings.web.host, web_port
+        )
         if on_listening is not None:
             on_listening(
-                NodeAddresses(settings.agi.host, agi.port, settings.audiosocket.host, audio.port)
+                NodeAddresses(
+                    settings.agi.host,
+                    agi.port,
+                    settings.audiosocket.host,
+                    audio.port,
+                    settings.web.host,
+                    web_port,
+                )
             )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(monitor.own(lease, make_link))
@@ -130,6 +148,8 @@ async def serve_node(
                 if on_acd is not None:
                     tg.create_task(_when_started(acd, on_acd))
     finally:
+        if web_runner is not None:
+            await web_runner.cleanup()
         if agi is not None:
             await agi.close()
         await audio.close()
@@ -137,6 +157,21 @@ async def serve_node(
             await ivr.close()
         await records.close()
         await redis.aclose()
+
+
+async def start_web(settings: Settings, records: Database) -> web.AppRunner:
+    """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port."""
+    runner = web.AppRunner(create_app(web_config(settings.web), database=records))
+    await runner.setup()
+    await web.TCPSite(runner, settings.web.host, settings.web.port).start()
+    return runner
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return 0
 
 
 async def _when_started(acd: AcdService, then: Callable[[AcdService], Awaitable[None]]) -> None:

@@ -38,6 +38,7 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
         settings,
         agi=replace(settings.agi, port=0),
         audiosocket=replace(settings.audiosocket, port=0),
+        web=replace(settings.web, port=0),
         node=replace(settings.node, lease_ttl=2.0),
         database=replace(settings.database, url=Secret(f"sqlite+aiosqlite:///{db}")),
         ivr=replace(settings.ivr, prompt_cache_dir=str(tmp_path / "prompts")),

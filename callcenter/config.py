@@ -185,6 +185,24 @@ class AsteriskSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """The email channel: inbound SMTP (aiosmtpd) and our Message-ID domain.
+
+    The reply-token secret comes from the environment (`CALLCENTER_EMAIL_SECRET`, >= 16 bytes).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_message_bytes: int = 25 * 1024 * 1024
+    domain: str = "callcenter.local"  # our Message-IDs, and the addresses we accept mail for
+    address: str = "support@callcenter.local"  # our From/Reply-To
+    secret: Secret = Secret("")
+    blob_dir: str = "mail-store"  # raw messages and attachments, content-addressed
+    breach_check_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Logging."""
 
@@ -206,6 +224,7 @@ class Settings:
     database: DatabaseSettings = DatabaseSettings()
     node: NodeSettings = NodeSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    email: EmailSettings = EmailSettings()
     log: LogSettings = LogSettings()
 
     @property

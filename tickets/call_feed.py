@@ -22,6 +22,11 @@ seconds, and the call is folded again from the start. ``record_call`` is idempot
 ``call_id``, so a call folded twice is stored once. A database outage keeps the finished call in
 memory and retries with back-off; an entry that cannot be decoded is logged, kept raw in the
 ``callcenter:events:ivr:dead`` stream and acknowledged, so one bad entry never blocks the rest.
+
+After a call is stored the feed hands it to the help desk's hooks (:class:`CallHooks`, which
+``tickets.hooks.HelpDeskHooks`` implements: the ticket's SLA clock and phone service level, the
+survey flow's answers, cross-channel duplicates). The entries are acknowledged only after the
+hooks ran too; a database outage there retries the whole call (both steps are idempotent).
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from callcenter.logmask import mask_number
 from ivr.adapters.path_sink import IVR_EVENTS_STREAM, PathEventDecodeError, decode_path_event
@@ -53,16 +59,22 @@ from ivr.domain.path import (
     QueueOutcome,
     VoicemailLeft,
 )
-from tickets.calls import CallEvent, CallTickets, ivr_path_json
+from tickets.calls import CallEvent, CallTicketed, CallTickets, ivr_path_json
 from tickets.errors import DatabaseUnavailable
 from tickets.models import Disposition
 
-__all__ = ["DEAD_LETTER_STREAM", "CallFeed", "CallFold", "FoldedCall", "fold_call"]
+__all__ = ["DEAD_LETTER_STREAM", "CallFeed", "CallFold", "CallHooks", "FoldedCall", "fold_call"]
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_STREAM = f"{IVR_EVENTS_STREAM}:dead"
 GROUP = "tickets"
+
+
+class CallHooks(Protocol):
+    """What the help desk does once a call is on its ticket (idempotent per call)."""
+
+    async def call_ticketed(self, ticketed: CallTicketed, event: CallEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +233,11 @@ class CallFeed:
         stale_after: float = 3600.0,
         backoff_max: float = 30.0,
         clock: Callable[[], float] | None = None,
+        hooks: CallHooks | None = None,
     ) -> None:
         self.redis = redis
         self.calls = calls
+        self.hooks = hooks
         self.consumer = consumer
         self.stream = stream
         self.group = group
@@ -325,7 +339,9 @@ class CallFeed:
         for index, folded in enumerate(waiting):
             try:
                 ticketed = await self.calls.record_call(folded.event)
-            except DatabaseUnavailable as err:
+                if self.hooks is not None:
+                    await self.hooks.call_ticketed(ticketed, folded.event)
+            except (DatabaseUnavailable, OSError, OperationalError, InterfaceError) as err:
                 log.warning("call %s not stored yet (%s); will retry", folded.event.call_id, err)
                 self._unstored = waiting[index:] + self._unstored
                 await asyncio.sleep(1.0)

@@ -18,6 +18,7 @@ from ivr.domain.path import (
     QueueLeft,
     QueueOutcome,
     StepEntered,
+    SurveyAnswered,
     VoicemailLeft,
 )
 from tickets.call_feed import CallFold, fold_call
@@ -159,3 +160,20 @@ def test_given_the_caller_hung_up_while_queued_then_the_call_is_abandoned_with_i
     assert event.queue_wait_s == 62.0
     assert event.agent is None
     assert event.talk_s is None
+
+
+def test_given_a_post_call_survey_then_its_answers_stay_in_the_path_for_the_survey_hook() -> None:
+    path: list[PathEvent] = [
+        started(),
+        SurveyAnswered(CALL, at(20), StepId("survey"), "satisfaction", 5),
+        SurveyAnswered(CALL, at(25), StepId("survey"), "resolved", None),
+        ended(Outcome.HUNG_UP),
+    ]
+    call = fold_call(CALL, path)
+    answers = [
+        (step["question"], step["score"])
+        for step in call.ivr_path
+        if step["event"] == "SurveyAnswered"
+    ]
+    assert answers == [("satisfaction", 5), ("resolved", None)]
+    assert call.disposition is Disposition.SELF_SERVICE

@@ -22,11 +22,26 @@ from ivr.domain.path import (
     Outcome,
     PathEvent,
     StepEntered,
+    SurveyAnswered,
 )
 from tickets.call_feed import DEAD_LETTER_STREAM, CallFeed
 from tickets.calls import CallTickets
+from tickets.customers import CustomerDirectory
 from tickets.db import Database
-from tickets.models import CallRecord, Disposition, Ticket
+from tickets.hooks import HelpDeskHooks
+from tickets.models import (
+    CallRecord,
+    Channel,
+    Disposition,
+    IdentityKind,
+    LinkKind,
+    Ticket,
+    TicketLink,
+)
+from tickets.repository import TicketRepository
+from tickets.sla import SlaPolicy
+from tickets.sla_records import ServiceLevels, TicketSla
+from tickets.surveys import SurveyResponse
 
 STREAM = "test:events:ivr"
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -60,7 +75,11 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> 
 
 
 def feed(
-    redis: aioredis.Redis, db: Database, consumer: str = "node-a", claim_idle: float = 60.0
+    redis: aioredis.Redis,
+    db: Database,
+    consumer: str = "node-a",
+    claim_idle: float = 60.0,
+    hooks: HelpDeskHooks | None = None,
 ) -> CallFeed:
     return CallFeed(
         redis,
@@ -69,6 +88,7 @@ def feed(
         stream=STREAM,
         block_ms=50,
         claim_idle=claim_idle,
+        hooks=hooks,
     )
 
 
@@ -171,3 +191,61 @@ async def test_given_a_ticket_status_lookup_then_the_call_joins_the_named_ticket
     async with db.sessions() as s:
         ticket_ids = set((await s.execute(select(CallRecord.ticket_id))).scalars())
     assert len(ticket_ids) == 1  # the second caller named the first call's ticket
+
+
+async def test_given_hooks_when_a_surveyed_call_is_ticketed_then_sla_survey_and_duplicate_follow(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    async with db.sessions.begin() as s:
+        await ServiceLevels(s).add_policy(
+            SlaPolicy(
+                "phone",
+                first_response=timedelta(hours=1),
+                phone_answer=timedelta(seconds=30),
+                channel=Channel.PHONE,
+            )
+        )
+        found = await CustomerDirectory(s).find_or_create(
+            IdentityKind.PHONE, "+15551230077", actor="test"
+        )
+        mailed = await TicketRepository(s).create(
+            subject="Call to support about billing",
+            channel=Channel.EMAIL,
+            actor="test",
+            customer_id=found.customer.id,
+            queue="billing",  # another queue: the call does not join it, it is flagged instead
+        )
+    cid = CallId("c77")
+    events: list[PathEvent] = [
+        IvrStarted(cid, T0, "support", "+15551230077", "en"),
+        SurveyAnswered(cid, T0 + timedelta(seconds=5), StepId("survey"), "satisfaction", 5),
+        SurveyAnswered(cid, T0 + timedelta(seconds=7), StepId("survey"), "resolved", 1),
+        IvrEnded(cid, T0 + timedelta(seconds=9), StepId("bye"), Outcome.HUNG_UP, 9000),
+    ]
+    sink = RedisPathSink(redis, stream=STREAM)
+    for event in events:
+        await sink.publish(event)
+    consumer = feed(redis, db, hooks=HelpDeskHooks(db.sessions))
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: consumer.stored == 1, "the surveyed call stored")
+    finally:
+        task.cancel()
+    async with db.sessions() as s:
+        record = (await s.execute(select(CallRecord))).scalar_one()
+        assert record.ticket_id is not None
+        survey = (await s.execute(select(SurveyResponse))).scalar_one()
+        sla = await s.get_one(TicketSla, record.ticket_id)
+        link = (await s.execute(select(TicketLink))).scalar_one()
+        ticket = await s.get_one(Ticket, record.ticket_id)
+    assert (survey.ticket_id, survey.score, survey.resolved) == (record.ticket_id, 5, True)
+    assert sla.policy_id is not None  # the call's new ticket got its clock
+    assert ticket.first_response_due_at is not None
+    assert sla.phone_abandoned is False
+    assert (link.source_id, link.target_id, link.kind) == (
+        record.ticket_id,
+        mailed.id,
+        LinkKind.DUPLICATE,
+    )
+    pending: Any = await redis.xpending(STREAM, "tickets")
+    assert pending["pending"] == 0  # acknowledged only after the hooks ran

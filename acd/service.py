@@ -20,7 +20,10 @@ Redis decides; the engine proposes. Every cycle of :meth:`AcdService.run`:
 4. each ``ItemOffered`` becomes a ``reserve`` with the versions of the snapshot: the atomic
    compare-and-set. A refusal means another controller (or a change since the snapshot) won;
    the next cycle starts at once from a fresh snapshot. ``ItemExpired`` (max wait) cancels the
-   item in Redis.
+   item in Redis; ``ItemOverflowed`` moves it to the target queue in Redis (``overflow``, one
+   script, the item keeps its place in the fair order), so every node, the statistics and
+   queue_log see the queue it is in; the rebuild then enters it in the target queue at the time
+   it moved (``queue_since``).
 
 A cycle runs on every command of this node (a wake-up), when the engine's ``next_due`` (the next
 relaxation step, boost, overflow or max wait) comes, and at least every ``poll_interval`` to see
@@ -36,8 +39,13 @@ whose :meth:`WorkHandle.reserved` resolves when an agent is reserved), :meth:`wa
 Calls, chats and emails go through the same API (the channel is the queue's).
 
 Misses: a no-answer or busy requeues the item at its old place (``reject``) and marks the agent
-missed; after ``pause_after_misses`` in a row the agent is paused (reason ``missed-offers``),
-otherwise it is made ready again after ``missed_cooldown`` by the node that saw the miss.
+missed for ``missed_cooldown`` seconds of Redis's clock (``missed_until``: the agent is ready
+again by itself, whether or not the node that saw the miss is still alive); after
+``pause_after_misses`` in a row the agent is paused (reason ``missed-offers``).
+
+Answers: the AGI session reports the answer when its Dial returns; the node that owns the AMI
+link learns it earlier from ``DialEnd`` (``acd.adapters.ami_answers``), through
+:meth:`AcdService.answered_channel` (the caller channel's Uniqueid -> the item).
 
 Abandon and resume: a caller who hangs up while waiting leaves a memo (queue + SHA-256 of the
 number -> enqueue time) for ``resume_window`` seconds; the same caller queued again in that
@@ -89,7 +97,7 @@ from acd.domain.call_events import (
     CallQueued,
     LeaveReason,
 )
-from acd.domain.engine import ItemExpired, ItemOffered, RoutingEngine
+from acd.domain.engine import ItemExpired, ItemOffered, ItemOverflowed, RoutingEngine
 from acd.domain.wait import HandleTimes, WaitEstimate, expected_wait
 from acd.domain.work import Channel, ItemId, QueueId, SkillNeed, WorkItem
 from acd.errors import AcdError
@@ -109,7 +117,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 MISSED_PAUSE_REASON = "missed-offers"
-#: Seconds an offer outlives the ring timeout in Redis: room for the answer to be reported.
+#: Seconds an offer outlives the ring timeout in Redis by default: room for the answer to be
+#: reported (``offer_margin`` of the service).
 OFFER_MARGIN = 15.0
 
 
@@ -234,6 +243,7 @@ class _ItemInfo:
     callback: str
     enq_ms: int = 0
     assigned_ms: int | None = None
+    unique_id: str = ""
 
 
 class AcdService:
@@ -247,9 +257,13 @@ class AcdService:
         *,
         dialer: CallbackDialer | None = None,
         poll_interval: float = 0.25,
+        offer_margin: float = OFFER_MARGIN,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
+        if offer_margin <= 0 or poll_interval <= 0:
+            raise ValueError("offer_margin and poll_interval must be positive")
+        self.offer_margin = offer_margin
         self.state = state
         self.facts = facts
         self.config = config
@@ -260,6 +274,7 @@ class AcdService:
         self._wake = asyncio.Event()
         self._handles: dict[str, WorkHandle] = {}
         self._items: dict[str, _ItemInfo] = {}
+        self._by_channel: dict[str, str] = {}  # caller channel Uniqueid -> item id
         self._agents: dict[str, _AgentView] = {}
         self._ready: dict[str, set[str]] = {}
         self._handle_times: dict[str, HandleTimes] = {}
@@ -293,6 +308,11 @@ class AcdService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
+                # Python 3.11: a cancel() landing as the timeout expires comes out as the
+                # TimeoutError suppressed above; the task still counts the request, so honour it.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -334,6 +354,12 @@ class AcdService:
             elif isinstance(decision, ItemExpired):
                 await self._expire(decision.item_id, decision.waited)
                 again = True
+            elif isinstance(decision, ItemOverflowed):
+                moved = await self._overflow(decision)
+                if moved is None:
+                    again = True
+                else:
+                    versions[decision.item_id] = moved
         if again:
             return 0.0
         due = engine.next_due()
@@ -366,7 +392,8 @@ class AcdService:
             steps.append((min(now, agent.idle_since_ms / 1000), 0, agent_id))
         for item in snap.waiting:
             if item.queue in self.config.queues and item.item_id in self._items:
-                steps.append((min(now, item.enqueued_at_ms / 1000), 1, item.item_id))
+                entered = max(item.enqueued_at_ms, item.queue_since_ms)
+                steps.append((min(now, entered / 1000), 1, item.item_id))
         steps.sort()
         # The virtual clock starts at the earliest fact so the replay never goes backwards.
         moment = [steps[0][0] if steps else now]
@@ -408,12 +435,20 @@ class AcdService:
             if record is None:
                 continue
             attrs = record.attrs
+            unique_id = str(attrs.get("unique_id", ""))
             self._items[waiting.item_id] = _ItemInfo(
                 queue=record.queue,
                 language=str(attrs["language"]) if attrs.get("language") else None,
                 callback=str(attrs.get("callback", "")),
                 enq_ms=record.enqueued_at_ms,
+                unique_id=unique_id,
             )
+            if unique_id:
+                self._by_channel[unique_id] = waiting.item_id
+        for waiting in snap.waiting:
+            info = self._items.get(waiting.item_id)
+            if info is not None and info.queue != waiting.queue:
+                self._moved(waiting.item_id, waiting.queue)
 
     def _queue_positions(self, snap: Snapshot) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -434,7 +469,7 @@ class AcdService:
             agent_id,
             item_version=versions.get(item_id),
             agent_version=agent.version if agent else None,
-            offer_ttl=ring + OFFER_MARGIN,
+            offer_ttl=ring + self.offer_margin,
         )
         if isinstance(result, Refused):
             self.refused += 1
@@ -464,6 +499,40 @@ class AcdService:
             self.config.service.ring_timeout,
         )
 
+    async def _overflow(self, decision: ItemOverflowed) -> int | None:
+        """Move the item to the overflow queue in Redis; its new version, None if refused."""
+        item_id = decision.item_id
+        result = await self.state.overflow(
+            item_id, decision.from_queue, decision.to_queue, decision.reason
+        )
+        if isinstance(result, Refused):
+            _log.debug("overflow of %s refused: %s", item_id, result.reason)
+            return None
+        if not result.already:
+            _log.info(
+                "item %s overflowed %s -> %s (%s)",
+                item_id,
+                decision.from_queue,
+                decision.to_queue,
+                decision.reason,
+            )
+        self._moved(item_id, decision.to_queue)
+        return result.version
+
+    def _forget(self, item_id: str) -> _ItemInfo | None:
+        info = self._items.pop(item_id, None)
+        if info is not None and info.unique_id:
+            self._by_channel.pop(info.unique_id, None)
+        return info
+
+    def _moved(self, item_id: str, queue: str) -> None:
+        info = self._items.get(item_id)
+        if info is not None:
+            info.queue = queue
+        handle = self._handles.get(item_id)
+        if handle is not None:
+            handle.queue = queue
+
     async def _expire(self, item_id: str, waited: float) -> None:
         info = self._items.get(item_id)
         await self.facts.emit(
@@ -478,7 +547,7 @@ class AcdService:
         result = await self.state.cancel(item_id, LeaveReason.EXPIRED.value)
         if isinstance(result, Refused):
             return
-        self._items.pop(item_id, None)
+        self._forget(item_id)
         handle = self._handles.pop(item_id, None)
         if handle is not None:
             handle._end(LeaveReason.EXPIRED.value)
@@ -520,7 +589,7 @@ class AcdService:
             if handle is not None:
                 handle.assigned = True
         elif kind == "ItemCompleted":
-            info = self._items.pop(item_id, None)
+            info = self._forget(item_id)
             if info is not None and info.assigned_ms is not None:
                 talk = event.at_ms - info.assigned_ms
                 wrap = max(0, int(f.get("wrap_until", "0") or 0) - event.at_ms)
@@ -529,10 +598,12 @@ class AcdService:
                 del self._handles[item_id]
                 handle._end("completed")
         elif kind == "ItemCancelled":
-            self._items.pop(item_id, None)
+            self._forget(item_id)
             if handle is not None:
                 del self._handles[item_id]
                 handle._end(f.get("reason", "cancelled"))
+        elif kind == "ItemOverflowed":
+            self._moved(item_id, f.get("to", ""))
         elif kind.startswith("Agent"):
             self._apply_agent(kind, f)
 
@@ -585,6 +656,8 @@ class AcdService:
             attrs["language"] = request.language
         if request.callback:
             attrs["callback"] = request.callback
+        if request.unique_id:
+            attrs["unique_id"] = request.unique_id
         spec = ItemSpec(
             request.item_id,
             queue.channel.value,
@@ -600,8 +673,10 @@ class AcdService:
         record = await self.state.item(request.item_id)
         enqueued = record.enqueued_at_ms if record else self.server_ms()
         self._items[request.item_id] = _ItemInfo(
-            request.queue, request.language, request.callback, enqueued
+            request.queue, request.language, request.callback, enqueued, None, request.unique_id
         )
+        if request.unique_id:
+            self._by_channel[request.unique_id] = request.item_id
         handle = WorkHandle(
             request.item_id, request.queue, enqueued, enq_ms is not None, request.customer
         )
@@ -688,7 +763,7 @@ class AcdService:
         handle = self._handles.pop(item_id, None)
         if handle is not None:
             handle._end(reason)
-        self._items.pop(item_id, None)
+        self._forget(item_id)
         self.wake()
 
     async def request_callback(self, item_id: str, number: str, key: str = "") -> str:
@@ -703,7 +778,7 @@ class AcdService:
         handle = self._handles.pop(item_id, None)
         if handle is not None:
             handle._end("callback")
-        self._items.pop(item_id, None)
+        self._forget(item_id)
         record = await self.state.item(item_id)
         callback_id = f"{item_id}-cb"
         spec = ItemSpec(
@@ -780,6 +855,22 @@ class AcdService:
             info.assigned_ms = self.server_ms()
         return True
 
+    def item_of_channel(self, unique_id: str) -> str | None:
+        """The live item whose caller channel has this Asterisk Uniqueid, if this node knows it
+        (it queued the item, or saw it waiting in a snapshot)."""
+        item_id = self._by_channel.get(unique_id)
+        if item_id is None or item_id not in self._items:
+            return None
+        return item_id
+
+    async def answered_channel(self, unique_id: str) -> bool:
+        """The agent dialled by the caller channel ``unique_id`` answered (AMI ``DialEnd``
+        ANSWER): :meth:`answered` for its item; False when no live item has that channel."""
+        item_id = self.item_of_channel(unique_id)
+        if item_id is None:
+            return False
+        return await self.answered(item_id)
+
     async def no_answer(self, item_id: str, *, busy: bool = False) -> None:
         """The agent did not answer (or was busy): the item goes back to the head of the queue,
         the agent is missed, and paused after ``pause_after_misses`` misses in a row."""
@@ -787,7 +878,9 @@ class AcdService:
             offer_id, agent_id, _ = await self._offer_of(item_id)
         except UnknownItem:
             return
-        result = await self.state.reject(item_id, offer_id, no_answer=not busy)
+        result = await self.state.reject(
+            item_id, offer_id, no_answer=not busy, missed_for=self.config.service.missed_cooldown
+        )
         if not isinstance(result, Missed) or result.already:
             return
         handle = self._handles.get(item_id)
@@ -797,18 +890,7 @@ class AcdService:
         if limit and result.consecutive_misses >= limit:
             await self.state.set_state(agent_id, Availability.PAUSED, reason=MISSED_PAUSE_REASON)
             _log.info("agent %s paused after %d missed offers", agent_id, result.consecutive_misses)
-        else:
-            self._spawn(self._end_missed(agent_id))
         self.wake()
-
-    async def _end_missed(self, agent_id: str) -> None:
-        await asyncio.sleep(self.config.service.missed_cooldown)
-        record = await self.state.agent(agent_id)
-        if record is not None and record.missed and record.pause_reason is None:
-            await self.state.set_state(
-                agent_id, Availability.READY, expected_version=record.version
-            )
-            self.wake()
 
     async def hung_up(self, item_id: str, ended_by: str = "") -> None:
         """The work on the item ended: complete it; the agent wraps up for the queue's wrap-up."""

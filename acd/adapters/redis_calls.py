@@ -20,17 +20,15 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from acd.adapters.redis_lease import _load_script
-from acd.adapters.redis_state import AcdRedisState
+from acd.adapters.redis_state import COMMON_SCRIPT, AcdRedisState
 from acd.domain.call_events import CallEvent, encode_call_event
 
 __all__ = ["CallFacts"]
 
-_COMMON = "acd_common.v1.lua"
-
 
 @functools.cache
 def _source(name: str) -> str:
-    return _load_script(_COMMON) + "\n" + _load_script(name)
+    return _load_script(COMMON_SCRIPT) + "\n" + _load_script(name)
 
 
 class CallFacts:

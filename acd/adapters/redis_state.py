@@ -6,20 +6,23 @@ Theory of operation
 * One site (tenant) is one hash tag: every key is ``acd:{<site>}:...``, so all keys a script
   touches are in one Redis Cluster slot. Each script declares the event stream and the hashes
   it is about in KEYS and derives the site's other keys from the prefix (same tag, same slot).
-* Keys of a site (the full field list is in ``lua/acd_common.v1.lua``):
+* Keys of a site (the full field list is in ``lua/acd_common.v2.lua``):
 
   - ``agent:<id>`` hash: ``ver`` (bumped by every change), the facts ``logged_in``, ``pause``
-    (reason, empty when not paused), ``missed``, ``misses`` (consecutive) and ``missed_total``,
+    (reason, empty when not paused), ``missed`` with ``missed_until`` (server ms the miss ends
+    by itself; 0: until made ready), ``misses`` (consecutive) and ``missed_total``,
     ``wrap_until`` and ``idle_since`` (server ms), ``caps`` (JSON capacity per channel),
     ``blocks`` (a call blocks the other channels), ``skills`` (JSON skill -> level), ``offer``
     (the one pending offer id, or empty), ``load:<channel>`` (offered + assigned items), and
     ``state``, derived from the facts with the domain's precedence (logged_out, reserved,
     on_work, wrap_up, missed, paused, ready) and stored for people reading Redis;
   - ``ready:<channel>`` sorted sets: the agents that could take an item of the channel, scored
-    by ``max(idle_since, wrap_until)``: ``ZRANGEBYSCORE -inf <now>`` is the ready agents,
-    longest idle first, and agents in wrap-up appear by themselves when it ends (no timer);
+    by ``max(idle_since, wrap_until, missed_until)``: ``ZRANGEBYSCORE -inf <now>`` is the ready
+    agents, longest idle first, and agents in wrap-up or a timed miss appear by themselves when
+    it ends (no timer, no controller that must stay alive);
   - ``item:<id>`` hash: ``ver``, ``state`` (waiting, offered, assigned, cancelled, completed),
-    ``channel``, ``queue``, ``priority``, ``enq`` (enqueue time, ms), ``score``, ``skills``
+    ``channel``, ``queue`` with ``queue_since`` (set when an overflow moved the item: it
+    entered that queue then), ``priority``, ``enq`` (enqueue time, ms), ``score``, ``skills``
     (JSON skill -> minimum level), ``attrs`` (opaque JSON), ``agent``, ``offer``,
     ``offers``/``misses`` counters. Finished items expire after ``retention`` so repeats of
     cancel/complete are still answered meanwhile;
@@ -51,7 +54,8 @@ Theory of operation
 * Semantics the service maps the domain onto: an agent holds at most one pending offer; a
   logout rescinds it at once (OfferRescinded, ItemRequeued) while assigned items stay with the
   agent until completed; a reject or no-answer requeues the item and marks the agent missed,
-  counting consecutive misses (auto-pause after N is the caller's policy, from the count); an
+  counting consecutive misses (auto-pause after N is the caller's policy, from the count), for
+  a cooldown given with the reject (``missed_until``, ended by Redis's clock alone); an
   expired offer (a controller died mid-offer) frees the agent *without* a miss; an accept after
   the expiry is refused and expires the offer itself, so the outcome never depends on when
   :meth:`AcdRedisState.expire_offers` runs; an item cancelled while offered frees its agent; an
@@ -59,7 +63,8 @@ Theory of operation
   before ``wrap_until``) and a completed item's capacity is released at once, where the domain
   keeps a wrapping item's capacity per item.
 * Event names: AgentLoggedIn, AgentProfileChanged, AgentLoggedOut, AgentMadeReady, AgentPaused,
-  AgentWrapUpStarted, AgentMarkedMissed, ItemEnqueued, ItemCancelled, ItemOffered (the agent's
+  AgentWrapUpStarted, AgentMarkedMissed, ItemEnqueued, ItemCancelled, ItemOverflowed (moved to
+  another queue, keeping its place in the fair order), ItemOffered (the agent's
   reservation: one fact, one entry), ItemAssigned, OfferMissed, OfferTimedOut, OfferRescinded,
   ItemRequeued, ItemCompleted. Every entry that starts or ends an agent's hold on an item
   (ItemOffered, ItemRequeued, ItemCancelled, ItemCompleted) names the item, agent, offer and
@@ -88,6 +93,7 @@ from acd.errors import AcdError
 
 __all__ = [
     "CHANNELS",
+    "COMMON_SCRIPT",
     "PRIORITY_LIMIT",
     "AcdEvent",
     "AcdRedisState",
@@ -121,20 +127,23 @@ CHANNELS: tuple[str, ...] = ("call", "chat", "email")
 #: Priorities run from -PRIORITY_LIMIT to PRIORITY_LIMIT (the waiting-set score encoding).
 PRIORITY_LIMIT = 1000
 _MAX_LEVEL = 5
-_COMMON = "acd_common.v1.lua"
-_SCRIPTS = (
-    "agent_login",
-    "agent_logout",
-    "agent_set_state",
-    "enqueue",
-    "cancel",
-    "reserve",
-    "accept",
-    "reject",
-    "complete",
-    "expire_offers",
-    "snapshot",
-)
+#: The shared prelude (v2: timed misses) and each script's version; a changed script gets a new
+#: file ``acd_<name>.v<N>.lua`` so nodes of two releases never run different code under one name.
+COMMON_SCRIPT = "acd_common.v2.lua"
+_SCRIPTS: dict[str, int] = {
+    "agent_login": 1,
+    "agent_logout": 1,
+    "agent_set_state": 2,
+    "enqueue": 1,
+    "cancel": 1,
+    "reserve": 1,
+    "accept": 1,
+    "reject": 2,
+    "complete": 1,
+    "expire_offers": 1,
+    "snapshot": 2,
+    "overflow": 1,
+}
 
 
 class RedisStateError(AcdError):
@@ -164,6 +173,7 @@ class Refusal(StrEnum):
     ITEM_ASSIGNED = "item_assigned"
     ITEM_NOT_ASSIGNED = "item_not_assigned"
     ITEM_FINISHED = "item_finished"
+    ITEM_QUEUE_MISMATCH = "item_queue_mismatch"
     AGENT_UNKNOWN = "agent_unknown"
     AGENT_LOGGED_OUT = "agent_logged_out"
     AGENT_VERSION_MISMATCH = "agent_version_mismatch"
@@ -285,6 +295,7 @@ class WaitingItem:
     enqueued_at_ms: int
     skills: Mapping[str, int]
     misses: int
+    queue_since_ms: int = 0  # when it entered its current queue (an overflow), else enqueue time
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +332,7 @@ class AgentRecord:
     logged_in: bool
     pause_reason: str | None
     missed: bool
+    missed_until_ms: int
     consecutive_misses: int
     missed_total: int
     wrap_until_ms: int
@@ -371,7 +383,7 @@ def site_prefix(site: str) -> str:
 
 @functools.cache
 def _script_source(name: str) -> str:
-    return _load_script(_COMMON) + "\n" + _load_script(f"acd_{name}.v1.lua")
+    return _load_script(COMMON_SCRIPT) + "\n" + _load_script(f"acd_{name}.v{_SCRIPTS[name]}.lua")
 
 
 def _text(value: Any) -> str:
@@ -420,6 +432,14 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+def _missed_at(f: Mapping[str, str], now_ms: int) -> bool:
+    """Whether the agent is missed at ``now_ms`` (a timed miss ends at ``missed_until``)."""
+    if f.get("missed") != "1":
+        return False
+    until = _int(f.get("missed_until"))
+    return until == 0 or until > now_ms
+
+
 def _derive_state(f: Mapping[str, str], now_ms: int) -> str:
     """The agent's state from its facts, with the precedence of the scripts and the domain."""
     if f.get("logged_in") != "1":
@@ -430,7 +450,7 @@ def _derive_state(f: Mapping[str, str], now_ms: int) -> str:
         return "on_work"
     if _int(f.get("wrap_until")) > now_ms:
         return "wrap_up"
-    if f.get("missed") == "1":
+    if _missed_at(f, now_ms):
         return "missed"
     if f.get("pause"):
         return "paused"
@@ -592,16 +612,39 @@ class AcdRedisState:
         return _changed(await self._run("accept", [self.item_key(item_id)], [item_id, offer_id]))
 
     async def reject(
-        self, item_id: str, offer_id: str, *, no_answer: bool = False
+        self,
+        item_id: str,
+        offer_id: str,
+        *,
+        no_answer: bool = False,
+        missed_for: float | None = None,
     ) -> Missed | Refused:
         """The agent refused (or did not answer) the offer: the item goes back to its old place,
-        the agent is marked missed and its misses counted."""
+        the agent is marked missed and its misses counted.
+
+        ``missed_for`` seconds (server clock) later the miss ends by itself; None: the agent
+        stays missed until made ready.
+        """
         cause = "no_answer" if no_answer else "rejected"
-        reply = await self._run("reject", [self.item_key(item_id)], [item_id, offer_id, cause])
+        cooldown = "" if missed_for is None else str(_ms(missed_for))
+        reply = await self._run(
+            "reject", [self.item_key(item_id)], [item_id, offer_id, cause, cooldown]
+        )
         code = _text(reply[0])
         if code in ("ok", "already"):
             return Missed(_int(reply[1]), _int(reply[2]), already=code == "already")
         return _refused(reply)
+
+    async def overflow(
+        self, item_id: str, from_queue: str, to_queue: str, reason: str = "overflow"
+    ) -> Changed | Refused:
+        """Move a waiting item from ``from_queue`` to ``to_queue`` (ItemOverflowed), keeping its
+        place in the fair order; ``already`` when it is in ``to_queue`` already."""
+        _check_id("item", item_id)
+        if not from_queue or not to_queue or from_queue == to_queue:
+            raise ValueError(f"item {item_id!r}: bad overflow {from_queue!r} -> {to_queue!r}")
+        args = [item_id, from_queue, to_queue, reason]
+        return _changed(await self._run("overflow", [self.item_key(item_id)], args))
 
     async def complete(self, item_id: str, *, wrap_up: float = 0.0) -> Changed | Refused:
         """The agent finished the item; no new offer for ``wrap_up`` seconds (server clock)."""
@@ -633,6 +676,7 @@ class AcdRedisState:
                 enqueued_at_ms=_int(r[5]),
                 skills=_int_map(r[6]),
                 misses=_int(r[7]),
+                queue_since_ms=_int(r[8]) if len(r) > 8 and _text(r[8]) else _int(r[5]),
             )
             for r in raw_items
         )
@@ -663,7 +707,8 @@ class AcdRedisState:
             state=_derive_state(f, now_ms),
             logged_in=f.get("logged_in") == "1",
             pause_reason=f.get("pause") or None,
-            missed=f.get("missed") == "1",
+            missed=_missed_at(f, now_ms),
+            missed_until_ms=_int(f.get("missed_until")) if f.get("missed") == "1" else 0,
             consecutive_misses=_int(f.get("misses")),
             missed_total=_int(f.get("missed_total")),
             wrap_until_ms=_int(f.get("wrap_until")),
@@ -750,7 +795,7 @@ class AcdRedisState:
     async def run_prelude_script(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]
     ) -> Any:
-        """Run a script written on ``acd_common.v1.lua`` (KEYS[1] = this site's stream, then
+        """Run a script written on ``acd_common.v2.lua`` (KEYS[1] = this site's stream, then
         ``keys``; the common ARGV, then ``args``), with the retries of every other call."""
         all_keys = [self.events_key, *keys]
         all_args = [*self._common, *args]

@@ -981,3 +981,67 @@ async def _check_final_state(race: AcdRedisState, client: aioredis.Redis, replay
         assert item is not None, f"{item_id} lost"
         assert item.state in ("waiting", "completed", "cancelled"), item
         assert (item.state == "waiting") == (item_id in waiting), item
+
+
+async def test_given_a_miss_with_a_cooldown_then_the_agent_is_ready_by_itself_when_it_ends(
+    state: AcdRedisState,
+) -> None:
+    await login(state, "ann")
+    await enqueue(state, "first")
+    o = await offer(state, "first", "ann")
+    missed = await state.reject("first", o.offer_id, no_answer=True, missed_for=0.3)
+    assert isinstance(missed, Missed)
+    agent = await state.agent("ann")
+    assert agent is not None
+    assert (agent.state, agent.missed) == ("missed", True)
+    assert agent.missed_until_ms > agent.server_ms
+    assert "ann" not in await ready_ids(state)
+    refused = await state.reserve(
+        "first", "ann", item_version=None, agent_version=None, offer_ttl=TTL
+    )
+    assert refused == Refused(Refusal.AGENT_MISSED, "missed")
+
+    async def ready_again() -> bool:
+        snap = await state.snapshot()
+        return "ann" in snap.ready.get("call", ())
+
+    await eventually(ready_again, 5.0, "ann back in the ready set by Redis's clock alone")
+    agent = await state.agent("ann")
+    assert agent is not None
+    assert (agent.state, agent.missed, agent.consecutive_misses) == ("ready", False, 1)
+    again = await offer(state, "first", "ann")
+    assert again.agent_id == "ann"
+    assert await state.set_state("ann", Availability.READY) == Changed(agent.version + 1, True)
+
+
+async def test_given_an_overflow_then_the_item_changes_queue_keeps_its_place_and_repeats_are_noops(
+    state: AcdRedisState,
+) -> None:
+    await enqueue(state, "old", at=1_000)
+    await enqueue(state, "new", at=2_000)
+    moved = await state.overflow("old", "sales", "billing")
+    assert moved == Changed(2)
+    assert await state.overflow("old", "sales", "billing") == Changed(2, already=True)
+    assert await waiting_ids(state) == ["old", "new"]  # the place in the fair order is kept
+    snap = await state.snapshot()
+    old = next(w for w in snap.waiting if w.item_id == "old")
+    assert old.queue == "billing"
+    assert old.queue_since_ms >= snap.server_ms - 5_000
+    record = await state.item("old")
+    assert record is not None
+    assert (record.queue, record.version) == ("billing", 2)
+    assert await state.overflow("new", "support", "billing") == Refused(
+        Refusal.ITEM_QUEUE_MISMATCH, "sales"
+    )
+    assert await state.overflow("nope", "sales", "billing") == Refused(Refusal.ITEM_UNKNOWN, "")
+    await login(state, "ann")
+    await offer(state, "new", "ann")
+    assert await state.overflow("new", "sales", "billing") == Refused(
+        Refusal.ITEM_NOT_WAITING, "offered"
+    )
+    with pytest.raises(ValueError, match="bad overflow"):
+        await state.overflow("old", "billing", "billing")
+    events = [e for e in await state.all_events() if e.kind == "ItemOverflowed"]
+    assert [(e.fields["item"], e.fields["from"], e.fields["to"]) for e in events] == [
+        ("old", "sales", "billing")
+    ]

@@ -1,4 +1,4 @@
--- callcenter acd_agent_set_state v1: make a logged-in agent ready, paused, in wrap-up or missed.
+-- callcenter acd_agent_set_state v2: make a logged-in agent ready, paused, in wrap-up or missed.
 --
 -- KEYS[1]  events stream      KEYS[2]  agent:<agent_id>
 -- ARGV[4]  agent_id
@@ -9,7 +9,8 @@
 --
 -- 'ready' clears the pause, the missed mark and a running wrap-up (the agent's idle time starts
 -- again if it was unavailable). Events: AgentMadeReady, AgentPaused, AgentWrapUpStarted,
--- AgentMarkedMissed. A pending offer is not touched.
+-- AgentMarkedMissed. A pending offer is not touched. 'missed' marks the agent missed until made
+-- ready; a timed miss that has ended counts as not missed (v2).
 -- Returns {'ok', version}, {'already', version}, {'agent_unknown'}, {'agent_logged_out'},
 -- {'agent_version_mismatch', current version}.
 local id = ARGV[4]
@@ -23,10 +24,12 @@ end
 local kind
 if want == 'ready' then
   local wrapping = num(a.wrap_until) > NOW
-  if a.pause == '' and a.missed == '0' and not wrapping then return {'already', num(a.ver)} end
-  if a.pause ~= '' or a.missed == '1' or wrapping then a.idle_since = NOW end
+  local missed = missed_at(a, NOW)
+  if a.pause == '' and not missed and not wrapping then return {'already', num(a.ver)} end
+  if a.pause ~= '' or missed or wrapping then a.idle_since = NOW end
   a.pause = ''
   a.missed = '0'
+  a.missed_until = 0
   a.wrap_until = 0
   kind = 'AgentMadeReady'
 elseif want == 'paused' then
@@ -37,8 +40,9 @@ elseif want == 'wrap_up' then
   a.wrap_until = math.max(num(a.wrap_until), NOW + num(ARGV[7]))
   kind = 'AgentWrapUpStarted'
 elseif want == 'missed' then
-  if a.missed == '1' then return {'already', num(a.ver)} end
+  if a.missed == '1' and num(a.missed_until) == 0 then return {'already', num(a.ver)} end
   a.missed = '1'
+  a.missed_until = 0
   kind = 'AgentMarkedMissed'
 else
   return redis.error_reply('acd_agent_set_state: unknown state ' .. want)

@@ -1,12 +1,13 @@
--- callcenter acd_snapshot v1: one consistent read of the waiting items and the ready agents.
+-- callcenter acd_snapshot v2: one consistent read of the waiting items and the ready agents.
 --
 -- KEYS[1]  events stream (not written)      KEYS[2]  waiting
 -- ARGV[4]  at most this many waiting items, in the fair order
 -- ARGV[5]  at most this many ready agents per channel, longest idle first
 --
--- Read-only. An agent in wrap-up is not returned (its ready-set score is in the future).
+-- Read-only. An agent in wrap-up or in a timed miss is not returned (its ready-set score is in
+-- the future). v2: items carry queue_since ('' until an overflow moved them).
 -- Returns {server ms, waiting total,
---          {{item_id, ver, channel, queue, priority, enq, skills, misses}, ...},
+--          {{item_id, ver, channel, queue, priority, enq, skills, misses, queue_since}, ...},
 --          {{channel, {agent_id, ...}}, ...},
 --          {{agent_id, ver, caps, blocks, skills, idle_since, load_call, load_chat,
 --            load_email}, ...}}
@@ -14,8 +15,8 @@ local items, ids = {}, {}
 if num(ARGV[4]) > 0 then ids = redis.call('ZRANGE', KEYS[2], 0, num(ARGV[4]) - 1) end
 for _, id in ipairs(ids) do
   local v = redis.call('HMGET', item_key(id), 'ver', 'channel', 'queue', 'priority', 'enq',
-    'skills', 'misses')
-  items[#items + 1] = {id, v[1], v[2], v[3], v[4], v[5], v[6], v[7]}
+    'skills', 'misses', 'queue_since')
+  items[#items + 1] = {id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]}
 end
 local ready, agents, seen = {}, {}, {}
 for _, ch in ipairs(CHANNELS) do

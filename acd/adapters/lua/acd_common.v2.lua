@@ -1,4 +1,9 @@
--- callcenter acd_common v1: shared prelude of every acd_*.v1.lua script (prepended when loaded).
+-- callcenter acd_common v2: shared prelude of every acd_* script (prepended when loaded).
+--
+-- v2: a miss lasts until `missed_until` (server ms; 0: until the agent is made ready), and the
+-- ready sets score an agent by max(idle_since, wrap_until, missed_until), so a missed agent is
+-- ready again by itself when the cooldown ends, whichever node saw the miss and even if it died.
+-- Items carry `queue_since` (when they entered their current queue; overflow moves them).
 --
 -- Every ACD script is run as <this prelude> .. <script body> and starts with the same ARGV:
 --   ARGV[1]  key prefix  "acd:{<site>}:"  (the hash tag puts every key of a site in one slot)
@@ -14,11 +19,13 @@
 -- changed) or a refusal reason (nothing changed either).
 --
 -- Layout (see acd/adapters/redis_state.py for the full description):
---   agent:<id>    hash  ver state logged_in pause missed misses missed_total wrap_until
---                       idle_since caps blocks skills offer load:call load:chat load:email
---   item:<id>     hash  ver state channel queue priority enq score skills attrs agent offer
+--   agent:<id>    hash  ver state logged_in pause missed missed_until misses missed_total
+--                       wrap_until idle_since caps blocks skills offer load:call load:chat load:email
+--   item:<id>     hash  ver state channel queue queue_since priority enq score skills attrs
+--                       agent offer
 --                       last_offer last_cause req offers misses
---   ready:<ch>    zset  agents that can take <ch>, score = max(idle_since, wrap_until) in ms
+--   ready:<ch>    zset  agents that can take <ch>,
+--                       score = max(idle_since, wrap_until, missed_until) in ms
 --   waiting       zset  waiting items, score = (1000 - priority) * 2^42 + enqueued_at_ms
 --   offers        hash  offer id -> JSON {item, agent, channel, expires}
 --   offer_expiry  zset  offer id, score = expiry in ms (server clock)
@@ -80,13 +87,21 @@ local function held(a)
   return n
 end
 
+-- Whether the agent is still missed at server time `at` (math.huge: ever, i.e. a miss without
+-- an end; a timed miss is left to the ready-set score like wrap-up).
+local function missed_at(a, at)
+  if a.missed ~= '1' then return false end
+  local untl = num(a.missed_until)
+  return untl == 0 or (at ~= math.huge and untl > at)
+end
+
 -- Same precedence as the domain's AgentStatus: facts first, then availability.
 local function agent_state(a)
   if a.logged_in ~= '1' then return 'logged_out' end
   if a.offer ~= '' then return 'reserved' end
   if held(a) > 0 then return 'on_work' end
   if num(a.wrap_until) > NOW then return 'wrap_up' end
-  if a.missed == '1' then return 'missed' end
+  if missed_at(a, NOW) then return 'missed' end
   if a.pause ~= '' then return 'paused' end
   return 'ready'
 end
@@ -97,7 +112,7 @@ local function agent_refusal(a, ch, at)
   if a.logged_in ~= '1' then return 'agent_logged_out' end
   if a.offer ~= '' then return 'agent_reserved' end
   if a.pause ~= '' then return 'agent_paused' end
-  if a.missed == '1' then return 'agent_missed' end
+  if missed_at(a, at) then return 'agent_missed' end
   if num(a.wrap_until) > at then return 'agent_wrap_up' end
   local cap = num(cjson.decode(a.caps)[ch])
   if cap <= 0 then return 'agent_no_channel' end
@@ -111,9 +126,12 @@ local function save_agent(id, a)
   a.ver = num(a.ver) + 1
   a.state = agent_state(a)
   hset_all(agent_key(id), a)
-  local score = math.max(num(a.idle_since), num(a.wrap_until))
+  local missed_until = 0
+  if a.missed == '1' then missed_until = num(a.missed_until) end
+  local score = math.max(num(a.idle_since), num(a.wrap_until), missed_until)
   for _, ch in ipairs(CHANNELS) do
-    -- Wrap-up is left to the score: an agent is ready from max(idle_since, wrap_until) on.
+    -- Wrap-up and a timed miss are left to the score: an agent is ready from
+    -- max(idle_since, wrap_until, missed_until) on.
     if agent_refusal(a, ch, math.huge) == nil then
       redis.call('ZADD', ready_key(ch), score, id)
     else

@@ -1,5 +1,8 @@
 """The PBX service: owns one Asterisk's AMI link while this node holds its lease, and keeps the
 live channel picture from the link's events (a snapshot on every reconnect plus the event tail).
+
+``listeners`` are called with every item after it is applied (e.g.
+``acd.adapters.ami_answers.DialAnswers.observe``); they must only enqueue.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class PbxMonitor:
         self.resyncs = 0
         self.link: AmiLink | None = None
         self.lease_token: int | None = None
+        self.listeners: list[Callable[[LinkItem], None]] = []
 
     def apply(self, item: LinkItem) -> None:
         """Apply one item from the link's queue to the live picture."""
@@ -51,6 +55,8 @@ class PbxMonitor:
         if isinstance(item, FullyBooted | Shutdown):
             log.info("Asterisk %s", name)
         self.channels.apply(item)
+        for listener in self.listeners:
+            listener(item)
 
     async def consume(self, link: AmiLink) -> None:
         """Run the link and apply its items until cancelled."""

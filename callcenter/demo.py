@@ -20,8 +20,11 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 
+import aiosmtplib
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,7 +48,7 @@ from callcenter.embedded_redis import embedded_redis
 from callcenter.node import NodeAddresses, serve_node
 from callcenter.process import run_until_stopped
 from tickets.db import open_database
-from tickets.models import CallRecord
+from tickets.models import CallRecord, Ticket
 from tickets.repository import TicketRepository
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,7 @@ class DemoStats:
     tickets: int = 0
     calls_ticketed: int = 0
     by_disposition: dict[str, int] = field(default_factory=dict)
+    by_channel: dict[str, int] = field(default_factory=dict)  # tickets by channel of origin
     monitor: PbxMonitor = field(default_factory=PbxMonitor)
     acd: AcdService | None = None
 
@@ -204,6 +208,13 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                         secret=Secret(secret),
                     ),
                     ivr=_demo_ivr(settings, Path(scratch)),
+                    email=replace(
+                        settings.email,
+                        enabled=True,
+                        port=0 if not settings.email.enabled else settings.email.port,
+                        secret=settings.email.secret or Secret(secrets.token_urlsafe(24)),
+                        blob_dir=str(Path(scratch) / "mail-store"),
+                    ),
                     acd=replace(
                         settings.acd,
                         config_file=settings.acd.config_file or str(DEMO_ACD),
@@ -224,6 +235,9 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                     _print_banner(node_settings, sim, await listening)
                     tg.create_task(_callers(sim, options, stats, monitor))
                     tg.create_task(_watch_tickets(node_settings, options, stats))
+                    addresses = listening.result()
+                    if addresses.smtp_port:
+                        tg.create_task(_mailers(node_settings, addresses.smtp_port, options))
             finally:
                 await sim.close()
 
@@ -279,6 +293,7 @@ def _print_banner(settings: Settings, sim: AsteriskSimulator, node: NodeAddresse
         f"  simulated Asterisk AMI  127.0.0.1:{sim.ami_port}",
         f"  FastAGI server          {node.agi_host}:{node.agi_port}  (routes: ivr/<flow>)",
         f"  AudioSocket server      {node.audiosocket_host}:{node.audiosocket_port}  (speech)",
+        f"  SMTP in (email tickets) {settings.email.host}:{node.smtp_port}",
         f"  web app                 http://{node.web_host}:{node.web_port}/  (chat widget:"
         f" /static/chat-demo.html, REST API: /api/openapi.json)",
         f"  Redis                   {embedded}",
@@ -328,6 +343,33 @@ async def _callers(
             task.cancel()
 
 
+DEMO_MAILS = (
+    ("Invoice question", "Hello, my last invoice looks wrong. Can you check it?"),
+    ("Password reset", "I cannot log in since yesterday, please help."),
+    ("Delivery late", "My order has not arrived yet. Where is it?"),
+)
+
+
+async def _mailers(settings: Settings, port: int, options: DemoOptions) -> None:
+    """Customers email the SMTP port now and then (each mail becomes or joins a ticket)."""
+    rng = random.Random(options.seed)
+    period = max(5.0, 180.0 / max(options.calls_per_minute, 1.0))
+    while True:
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * period)
+        subject, body = rng.choice(DEMO_MAILS)
+        sender = f"customer{rng.randint(1, 20)}@example.org"
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = settings.email.address
+        message["Subject"] = subject
+        message["Message-ID"] = make_msgid(domain="example.org")
+        message.set_content(body)
+        try:
+            await aiosmtplib.send(message, hostname=settings.email.host, port=port, timeout=10)
+        except (aiosmtplib.SMTPException, OSError) as err:
+            log.warning("demo: a customer's email was not accepted: %s", err)
+
+
 async def _follow(call: SimCall, stats: DemoStats) -> None:
     try:
         await call.finished(timeout=300.0)
@@ -352,6 +394,10 @@ async def _watch_tickets(settings: Settings, options: DemoOptions, stats: DemoSt
                         )
                     )
                     counts = {str(d): int(n) for d, n in rows.all()}
+                    channels = await session.execute(
+                        select(Ticket.channel, func.count()).group_by(Ticket.channel)
+                    )
+                    stats.by_channel = {str(c): int(n) for c, n in channels.all()}
             except SQLAlchemyError as err:
                 log.warning("demo: records database not readable yet: %s", err)
                 continue
@@ -364,10 +410,12 @@ async def _watch_tickets(settings: Settings, options: DemoOptions, stats: DemoSt
 def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> None:
     top = ", ".join(f"{n} {c}" for n, c in monitor.events_by_name.most_common(3))
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_disposition.items()))
+    channels = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_channel.items()))
     owner = f"lease token {monitor.lease_token}" if monitor.lease_token else "no lease"
     print(
         f"[demo] calls placed {stats.placed}, finished {stats.completed}"
-        f" | tickets {stats.tickets}, calls ticketed {stats.calls_ticketed} ({outcomes})"
+        f" | tickets {stats.tickets} ({channels}), calls ticketed {stats.calls_ticketed}"
+        f" ({outcomes})"
         f" | AMI {'up' if monitor.connected else 'down'}, {owner},"
         f" events {sum(monitor.events_by_name.values())} ({top})"
         f" | live channels {len(monitor.channels)}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from acd.adapters.ami_answers import DialAnswers
 from acd.adapters.ami_link import AmiLink
 from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
@@ -34,7 +35,11 @@ from ivr.domain.flow_check import FlowInvalidError
 from ivr.selftest import SELFTEST_SCRIPT, selftest
 from ivr.service import IvrService
 from tickets.db import Database
+from tickets.email import EmailConfigError
+from tickets.email.service import BreachWatcher, build_email_channel
+from tickets.email.smtp_in import InboundSmtpServer
 from tickets.errors import MigrationFailed
+from tickets.hooks import HelpDeskHooks
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class NodeAddresses:
     audiosocket_port: int
     web_host: str = ""
     web_port: int = 0
+    smtp_port: int = 0  # 0: the email channel is off
 
 
 def default_routes() -> dict[str, AgiHandler]:
@@ -108,6 +114,7 @@ async def serve_node(
     ivr: IvrService | None = None
     agi: FastAgiServer | None = None
     web_runner: web.AppRunner | None = None
+    smtp: InboundSmtpServer | None = None
     try:
         await audio.start()
         if routes is None:
@@ -124,6 +131,11 @@ async def serve_node(
             max_header_bytes=settings.agi.max_header_bytes,
         )
         await agi.start()
+        hooks = HelpDeskHooks(records.sessions)
+        if settings.email.enabled:
+            smtp = build_email_channel(records, settings.email, hooks)
+            await smtp.start()
+            log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
         web_runner = await start_web(settings, records)
         web_port = _bound_port(web_runner)
         log.info(
@@ -138,16 +150,25 @@ async def serve_node(
                     audio.port,
                     settings.web.host,
                     web_port,
+                    smtp.port if smtp is not None else 0,
                 )
             )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(monitor.own(lease, make_link))
-            tg.create_task(build_call_feed(settings, redis, records).run())
+            tg.create_task(build_call_feed(settings, redis, records, hooks).run())
+            tg.create_task(
+                BreachWatcher.for_hooks(hooks, interval=settings.email.breach_check_interval).run()
+            )
             if acd is not None:
+                answers = DialAnswers(acd)  # agents' answers from AMI DialEnd, not ring timeouts
+                monitor.listeners.append(answers.observe)
+                tg.create_task(answers.run())
                 tg.create_task(acd.run())
                 if on_acd is not None:
                     tg.create_task(_when_started(acd, on_acd))
     finally:
+        if smtp is not None:
+            await smtp.close()
         if web_runner is not None:
             await web_runner.cleanup()
         if agi is not None:
@@ -196,7 +217,7 @@ async def run_production(settings: Settings) -> int:
     )
     try:
         await run_until_stopped(serve_node(settings, settings.redis.url.value))
-    except (StartupError, FlowInvalidError, MigrationFailed) as err:
+    except (StartupError, FlowInvalidError, MigrationFailed, EmailConfigError) as err:
         log.error("node %s cannot start: %s", settings.node_id, err)
         return 2
     log.info("node %s stopped", settings.node_id)

@@ -34,6 +34,7 @@ from ivr.service import FLOWS_DIR, IvrService, IvrSettings
 from tickets.call_feed import CallFeed
 from tickets.calls import CallTickets
 from tickets.db import Database, open_database
+from tickets.hooks import HelpDeskHooks
 from tickets.ivr_adapters import KnowledgeBaseAnswers, TicketStatusDesk
 from tickets.migrate import current_revision, head_revision, upgrade
 
@@ -178,9 +179,11 @@ async def build_ivr(
     return service
 
 
-def build_call_feed(settings: Settings, redis: aioredis.Redis, records: Database) -> CallFeed:
-    """The consumer that turns finished IVR sessions into tickets."""
-    return CallFeed(redis, CallTickets(records.sessions), consumer=settings.node_id)
+def build_call_feed(
+    settings: Settings, redis: aioredis.Redis, records: Database, hooks: HelpDeskHooks
+) -> CallFeed:
+    """The consumer that turns finished IVR sessions into tickets (SLA, surveys, duplicates)."""
+    return CallFeed(redis, CallTickets(records.sessions), consumer=settings.node_id, hooks=hooks)
 
 
 __all__ = [

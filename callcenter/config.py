@@ -200,6 +200,33 @@ class EmailSettings:
     secret: Secret = Secret("")
     blob_dir: str = "mail-store"  # raw messages and attachments, content-addressed
     breach_check_interval: float = 60.0
+    # outbound notifications (agent replies, offline-chat acknowledgements) through a relay;
+    # empty relay_host: no outbound mail. Password from CALLCENTER_EMAIL_RELAY_PASSWORD.
+    relay_host: str = ""
+    relay_port: int = 25
+    relay_start_tls: bool = False
+    relay_username: str = ""
+    relay_password: Secret = Secret("")
+    notify_customers: bool = True  # mail the customer an agent's public reply
+    # optional IMAP polling of a mailbox (empty imap_host: none). Password from
+    # CALLCENTER_EMAIL_IMAP_PASSWORD.
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_tls: bool = True
+    imap_username: str = ""
+    imap_password: Secret = Secret("")
+    imap_folder: str = "INBOX"
+    imap_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HelpDeskSettings:
+    """The help desk's own settings: survey links and how calls join tickets."""
+
+    # signs email-survey and self-service tokens; set CALLCENTER_HELPDESK_SURVEY_SECRET
+    # (>= 16 bytes; empty: email surveys are off)
+    survey_secret: Secret = Secret("")
+    public_url: str = "http://127.0.0.1:8080"  # where survey and self-service links point
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +252,7 @@ class Settings:
     node: NodeSettings = NodeSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
     email: EmailSettings = EmailSettings()
+    helpdesk: HelpDeskSettings = HelpDeskSettings()
     log: LogSettings = LogSettings()
 
     @property

@@ -22,7 +22,7 @@ mapping follows section 4.2 of ``tests/fixtures/asterisk-traces/README.md``:
   missing prompt is logged and skipped.
 * ``ListenSpeech`` -> the ``SpeechPort`` when one is configured. Without one the step turns
   into keypad input: the prompts, then "press 1 for <word 1>, ..." read as ``GET DATA``; the
-  digit n is heard as the n-th word with confidence 1.0 (a step without words takes any digits
+  digit n is heard as the n-th word, marked ``keypad`` (a step without words takes any digits
   as its text). ``DigitsReceived`` from a speech port is mapped the same way.
 * ``Lookup`` -> ``LookupRunner`` (ticket status, knowledge base, webhook; step timeout).
 * ``RecordVoicemail`` -> the prompts, then ``RECORD FILE <dir>/<call>-<n> wav "#" <ms> BEEP
@@ -195,9 +195,9 @@ def _digits_as_speech(digits: str, words: tuple[str, ...]) -> Event:
     if not digits:
         return NoInput()
     if not words:
-        return SpeechRecognised(digits, 1.0)
+        return SpeechRecognised(digits, 1.0, keypad=True)
     if len(digits) == 1 and digits.isdigit() and 1 <= int(digits) <= min(len(words), 9):
-        return SpeechRecognised(words[int(digits) - 1], 1.0)
+        return SpeechRecognised(words[int(digits) - 1], 1.0, keypad=True)
     return NoMatch()
 
 

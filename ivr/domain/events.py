@@ -33,10 +33,12 @@ class DigitsReceived:
 
 @dataclass(frozen=True, slots=True)
 class SpeechRecognised:
-    """A ``ListenSpeech`` heard words, with the recogniser's confidence in 0..1."""
+    """A ``ListenSpeech`` heard words, with the recogniser's confidence in 0..1; ``keypad`` when
+    the caller pressed the word's key instead (no recogniser, so no confidence: 1.0)."""
 
     text: str
     confidence: float
+    keypad: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ class SpeechHeard:
     step: StepId
     text: str
     confidence: float
+    keypad: bool = False  # the caller keyed the word's digit instead of speaking
 
 
 @dataclass(frozen=True, slots=True)

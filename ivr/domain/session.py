@@ -418,7 +418,12 @@ class IvrSession:
             case SpeechRecognised():
                 self._record(
                     SpeechHeard(
-                        self._call.call_id, self._now(), step.id, event.text, event.confidence
+                        self._call.call_id,
+                        self._now(),
+                        step.id,
+                        event.text,
+                        event.confidence,
+                        event.keypad,
                     )
                 )
         match step, event:

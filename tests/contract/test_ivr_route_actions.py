@@ -310,8 +310,8 @@ async def test_given_a_speech_port_then_the_route_delegates_and_words_choose_the
     assert [(c.words, lang) for c, lang in speech.asked] == [(("sales", "support"), "en")] * 2
     assert 'STREAM FILE digits/1 ""' in result.commands
     assert [r.reason for r in result.of(InputRejected)] == [Rejection.NO_MATCH]
-    assert [(h.text, h.confidence) for h in result.of(SpeechHeard)] == [
-        ("i need support please", 0.9)
+    assert [(h.text, h.confidence, h.keypad) for h in result.of(SpeechHeard)] == [
+        ("i need support please", 0.9, False)
     ]
     assert result.ended.destination == "support"
 
@@ -323,7 +323,8 @@ async def test_given_a_speech_port_that_hears_a_digit_then_it_counts_as_the_nth_
 
     result = await rig.call(flow_from(SPEECH_FLOW), [])
 
-    assert result.of(SpeechHeard)[0].text == "sales"
+    heard = result.of(SpeechHeard)[0]
+    assert (heard.text, heard.keypad) == ("sales", True)
     assert result.ended.destination == "sales"
 
 
@@ -343,4 +344,5 @@ async def test_given_no_speech_port_then_a_wrong_key_is_no_match_and_a_right_one
 
     assert rig.played(result, "Press 1 for sales. Press 2 for support.")
     assert [r.reason for r in result.of(InputRejected)] == [Rejection.NO_MATCH]
+    assert [(h.text, h.keypad) for h in result.of(SpeechHeard)] == [("support", True)]
     assert result.ended.destination == "support"

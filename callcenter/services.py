@@ -38,6 +38,7 @@ from tickets.db import Database, open_database
 from tickets.hooks import HelpDeskHooks
 from tickets.ivr_adapters import KnowledgeBaseAnswers, TicketStatusDesk
 from tickets.migrate import current_revision, head_revision, upgrade
+from tickets.surveys import MIN_SECRET_BYTES, SurveyTokens
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,21 @@ def build_call_feed(
     return CallFeed(redis, CallTickets(records.sessions), consumer=settings.node_id, hooks=hooks)
 
 
+def build_helpdesk_hooks(settings: Settings, records: Database) -> HelpDeskHooks:
+    """The help desk's hooks, with signed email-survey links when ``[helpdesk] survey_secret``
+    (``CALLCENTER_HELPDESK_SURVEY_SECRET``) is set; a secret shorter than 16 bytes stops the start.
+    """
+    secret = settings.helpdesk.survey_secret.value.encode()
+    if secret and len(secret) < MIN_SECRET_BYTES:
+        raise StartupError(
+            "CALLCENTER_HELPDESK_SURVEY_SECRET (helpdesk.survey_secret) needs at least"
+            f" {MIN_SECRET_BYTES} bytes"
+        )
+    if not secret:
+        log.warning("no helpdesk.survey_secret: email survey links are off")
+    return HelpDeskHooks(records.sessions, survey_tokens=SurveyTokens(secret) if secret else None)
+
+
 __all__ = [
     "MonitorOriginator",
     "Speech",
@@ -194,6 +210,7 @@ __all__ = [
     "acd_routes",
     "build_acd",
     "build_call_feed",
+    "build_helpdesk_hooks",
     "build_ivr",
     "build_speech",
     "open_records",

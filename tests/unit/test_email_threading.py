@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callcenter.config import SettingsError, load_settings
 from tickets.email import EmailConfigError
 from tickets.email.parse import ParsedMessage, parse_message
 from tickets.email.threading import (
@@ -208,13 +209,22 @@ def test_given_our_own_message_id_on_inbound_then_it_is_not_treated_as_duplicate
     assert clues.own_message_id is None
 
 
-def test_signer_from_env_requires_the_variable_and_a_long_secret() -> None:
+def test_signer_from_setting_requires_the_secret_and_names_the_settings_variable() -> None:
+    assert TOKEN_SECRET_ENV == "CALLCENTER_EMAIL_SECRET"
     with pytest.raises(EmailConfigError, match=TOKEN_SECRET_ENV):
-        ReplyTokenSigner.from_env({})
+        ReplyTokenSigner.from_setting("")
     with pytest.raises(EmailConfigError, match=TOKEN_SECRET_ENV):
-        ReplyTokenSigner.from_env({TOKEN_SECRET_ENV: "short"})
-    signer = ReplyTokenSigner.from_env({TOKEN_SECRET_ENV: "x" * 32})
+        ReplyTokenSigner.from_setting("short")
+    signer = ReplyTokenSigner.from_setting("x" * 32)
     assert "x" * 32 not in repr(signer)
+    assert signer.verify_token(*signer.token(7).split("-")) == 7
+
+
+def test_the_settings_accept_the_signers_variable_and_nothing_else_is_read() -> None:
+    loaded = load_settings(environ={TOKEN_SECRET_ENV: "y" * 32})
+    assert loaded.email.secret.value == "y" * 32
+    with pytest.raises(SettingsError, match=r"email\.token_secret"):
+        load_settings(environ={"CALLCENTER_EMAIL_TOKEN_SECRET": "y" * 32})
 
 
 @settings(max_examples=60, deadline=None)

@@ -25,7 +25,7 @@ from tickets.email.smtp_in import (
     InboundSmtpSettings,
 )
 from tickets.email.sql_desk import FileBlobStore, SqlHelpDesk
-from tickets.email.threading import ReplyTokenSigner
+from tickets.email.threading import TOKEN_SECRET_ENV, ReplyTokenSigner
 from tickets.hooks import HelpDeskHooks
 from tickets.sla_records import BreachDetected
 
@@ -33,7 +33,7 @@ __all__ = ["SECRET_ENV", "BreachWatcher", "build_email_channel"]
 
 log = logging.getLogger(__name__)
 
-SECRET_ENV = "CALLCENTER_EMAIL_SECRET"
+SECRET_ENV = TOKEN_SECRET_ENV  # one name: the settings' [email] secret
 
 
 def build_email_channel(
@@ -44,10 +44,7 @@ def build_email_channel(
     Raises `EmailConfigError` naming ``CALLCENTER_EMAIL_SECRET`` when the secret is missing or
     shorter than 16 bytes.
     """
-    secret = settings.secret.value.encode()
-    if len(secret) < 16:
-        raise EmailConfigError(f"{SECRET_ENV} (email.secret) must be set, at least 16 bytes")
-    signer = ReplyTokenSigner(secret)
+    signer = ReplyTokenSigner.from_setting(settings.secret.value)
     desk = SqlHelpDesk(
         records.sessions, FileBlobStore(Path(settings.blob_dir)), hooks=hooks, clock=hooks.clock
     )

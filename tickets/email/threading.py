@@ -54,7 +54,7 @@ __all__ = [
     "merge_targets",
 ]
 
-TOKEN_SECRET_ENV = "CALLCENTER_EMAIL_TOKEN_SECRET"
+TOKEN_SECRET_ENV = "CALLCENTER_EMAIL_SECRET"  # the settings' ``[email] secret``
 _SIG_HEX = 20  # 80 bits of HMAC-SHA256
 _TOKEN_BODY = re.compile(r"\{#CC:(\d{1,12})-([0-9a-fA-F]{1,64})#\}")
 _TOKEN_ADDRESS = re.compile(r"\+t(\d{1,12})-([0-9a-f]{1,64})@", re.IGNORECASE)
@@ -89,15 +89,16 @@ class ReplyTokenSigner:
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
-            raise EmailConfigError(f"{TOKEN_SECRET_ENV}: the reply-token secret needs >= 16 bytes")
+            raise EmailConfigError(
+                f"{TOKEN_SECRET_ENV} (email.secret): the reply-token secret needs >= 16 bytes"
+            )
         self._secret = secret
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> ReplyTokenSigner:
-        """Read the secret from ``CALLCENTER_EMAIL_TOKEN_SECRET``; fail naming the variable."""
-        value = environ.get(TOKEN_SECRET_ENV, "")
+    def from_setting(cls, value: str) -> ReplyTokenSigner:
+        """The signer for ``[email] secret`` (``CALLCENTER_EMAIL_SECRET``); fail naming it."""
         if not value:
-            raise EmailConfigError(f"{TOKEN_SECRET_ENV} is not set")
+            raise EmailConfigError(f"{TOKEN_SECRET_ENV} (email.secret) is not set")
         return cls(value.encode())
 
     def _sign(self, purpose: str, payload: str) -> str:

@@ -316,15 +316,10 @@ async def app_queue(pbx: Pbx, ch: Channel, data: str) -> int:
 
 
 async def _queue_stub(pbx: Pbx, ch: Channel, args: list[str]) -> int:
-    """An unconfigured queue: the caller hears hold music until the queue timeout."""
-    timeout = _float(args[4], 0.0) if len(args) > 4 and args[4] else 24 * 3600.0
-    pbx.answer(ch)
-    pbx.start_moh(ch, "default")
-    ok = await pbx.wait(ch, timeout)
-    pbx.stop_moh(ch)
-    if not ok:
-        return -1
-    pbx.set_var(ch, "QUEUESTATUS", "TIMEOUT")
+    """An unconfigured queue, as app_queue's ``queue_exec`` treats it: "Unable to join queue",
+    ``QUEUESTATUS=UNKNOWN`` and the dialplan goes on (0), the caller neither answered nor held."""
+    _log.warning("Unable to join queue '%s'", args[0].strip())
+    pbx.set_var(ch, "QUEUESTATUS", "UNKNOWN")
     return 0
 
 

@@ -147,3 +147,11 @@ async def test_given_a_caller_who_hangs_up_during_get_data_then_minus_1_and_agis
     ]
     agistatus = [dict(e) for e in sim.events if dict(e).get("Variable") == "AGISTATUS"]
     assert [e["Value"] for e in agistatus] == ["HANGUP"]
+
+
+async def test_given_a_queue_that_is_not_configured_when_queue_runs_then_unknown_and_go_on() -> (
+    None
+):
+    commands = ["ANSWER", "EXEC Queue nosuchqueue", "GET VARIABLE QUEUESTATUS", "NOOP"]
+    agi, _, _ = await run_call(commands, CallerScript(), {})
+    assert agi.replies == ["200 result=0", "200 result=0", "200 result=1 (UNKNOWN)", "200 result=0"]

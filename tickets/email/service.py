@@ -17,7 +17,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from callcenter.config import EmailSettings
 from tickets.db import Database
-from tickets.email import EmailConfigError
 from tickets.email.smtp_in import (
     InboundPipeline,
     InboundSmtpHandler,

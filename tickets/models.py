@@ -132,10 +132,13 @@ class UtcDateTime(TypeDecorator[datetime]):
 class EnumText(TypeDecorator[E], Generic[E]):
     """A `StrEnum` stored as its value in a VARCHAR column."""
 
-    impl = String(16)
+    impl = String
     cache_ok = True
 
     def __init__(self, enum: type[E], length: int = 16) -> None:
+        longest = max((len(member.value) for member in enum), default=0)
+        if longest > length:
+            raise ValueError(f"{enum.__name__}: a value of {longest} characters > {length}")
         super().__init__(length)
         self.enum = enum
 

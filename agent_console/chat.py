@@ -1,15 +1,25 @@
 """The chat channel live: visitor socket (/chat/ws), agent socket (/agent/ws), routing, offline.
 
 Visitor protocol (JSON text frames). The widget sends ``hello`` (with the visitor token it was
-given before, if any) and gets ``welcome`` with a signed token (``<visitor id>.<hmac>``: no
-login, but nobody can take over another visitor's chats). Then ``message`` (text, stored as
-typed, rendered escaped), ``typing``, ``end``, ``rate`` (1..5 after the end) and, when no agent
-could take the chat, ``offline_message`` (name, email, text: an email ticket and an
-acknowledgement to that address). The server sends ``message``, ``typing``, ``assigned``,
-``offline``, ``ended``, ``rated`` and ``error`` (with the error id; nothing is dropped silently).
+given before, if any, and optionally ``name``, ``email``, ``topic`` and ``language``) and gets
+``welcome`` with a signed token (``<visitor id>.<hmac>``: no login, but nobody can take over
+another visitor's chats) and, when that visitor has a chat going on this node, its ``chat_id``
+(the socket rejoins it). Then ``message`` (text, stored as typed, rendered escaped), ``typing``,
+``end``, ``rate`` (1..5 after the end) and, when no agent could take the chat,
+``offline_message`` (name, email, text: an email ticket and an acknowledgement to that
+address). The server sends ``message``, ``typing``, ``waiting`` (position and expected wait in
+seconds while the chat waits in its queue), ``assigned``, ``offline``, ``ended``, ``rated`` and
+``error`` (with the error id; nothing is dropped silently).
 
-Agents get ``chat.assigned`` (with the transcript), ``message``, ``typing`` and ``ended``, and
-send ``message``, ``typing`` and ``end`` naming the ``chat_id``.
+The first message opens the chat and hands it to the `ChatRouting` port (the ACD, or the
+connected agents without one) in a task of its own, so the visitor can go on typing, or end the
+chat, while it waits. The chat ends when either side ends it or when its visitor's last socket
+has been gone for ``visitor_grace`` seconds; the router is then told (`ChatRouting.ended`), so a
+waiting chat is abandoned and an answered one frees the agent.
+
+Agents get ``chat.assigned`` (with the transcript; again for each of their chats when their
+socket reconnects), ``message``, ``typing`` and ``ended``, and send ``message``, ``typing`` and
+``end`` naming the ``chat_id``.
 
 Live state is per node (one visitor's sockets and the agent they talk to meet on one node);
 the records are in SQL, so a restart loses no transcript.
@@ -17,6 +27,7 @@ the records are in SQL, so a restart loses no transcript.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -34,7 +45,14 @@ from agent_console.ratelimit import RateLimiter
 from agent_console.service import message_json
 from agent_console.state import DATABASE, HELPDESK, principal
 from callcenter.logmask import mask_email
-from tickets.chat import ChatRecords, ChatRouting, ChatWorkItem
+from tickets.chat import (
+    CHAT_QUEUE,
+    ChatRecords,
+    ChatRouting,
+    ChatWaiting,
+    ChatWorkItem,
+    WaitListener,
+)
 from tickets.errors import TicketsError
 from tickets.models import LinkKind
 from tickets.repository import TicketRepository
@@ -44,6 +62,8 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024
 AGENT_CHAT_CAPACITY = 3
+VISITOR_GRACE = 30.0  # seconds a chat outlives its visitor's last socket (a reload reconnects)
+MAX_TOPIC_CHARS = 64
 
 
 class OfflineMailer(Protocol):
@@ -83,17 +103,37 @@ class LiveChat:
     visitor_name: str
     agent: str | None = None
     visitors: set[web.WebSocketResponse] = field(default_factory=set)
+    item: ChatWorkItem | None = None
+    routing: asyncio.Task[None] | None = None
+    gone: asyncio.TimerHandle | None = None
+    ended: bool = False
 
 
 class ChatHub:
     """Who is connected (visitors, agents) and which chat is where, on this node."""
 
-    def __init__(self, tokens: VisitorTokens) -> None:
+    def __init__(self, tokens: VisitorTokens, visitor_grace: float = VISITOR_GRACE) -> None:
         self.tokens = tokens
+        self.visitor_grace = visitor_grace
         self.agents: dict[str, set[web.WebSocketResponse]] = {}
         self.chats: dict[int, LiveChat] = {}
         self.limiter = RateLimiter(burst=8, per_second=1.0)
         self.messages = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        """A background task of the chat channel, cancelled when the app stops."""
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def of_visitor(self, visitor_id: str) -> LiveChat | None:
+        """The visitor's chat going on on this node, if any."""
+        for chat in self.chats.values():
+            if chat.visitor_id == visitor_id and not chat.ended:
+                return chat
+        return None
 
     def load(self, agent: str) -> int:
         return sum(1 for c in self.chats.values() if c.agent == agent)
@@ -109,6 +149,13 @@ class ChatHub:
                 await ws.send_json(frame)
 
     async def close_all(self) -> None:
+        for chat in self.chats.values():
+            if chat.gone is not None:
+                chat.gone.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
         sockets = {ws for group in self.agents.values() for ws in group}
         sockets |= {ws for chat in self.chats.values() for ws in chat.visitors}
         for ws in sockets:
@@ -125,7 +172,7 @@ class ConnectedAgentsRouting:
         self.hub = hub
         self.is_open = is_open
 
-    async def offer(self, item: ChatWorkItem) -> str | None:
+    async def offer(self, item: ChatWorkItem, on_wait: WaitListener | None = None) -> str | None:
         if not self.is_open():
             return None
         candidates = [
@@ -134,6 +181,9 @@ class ConnectedAgentsRouting:
             if sockets and self.hub.load(agent) < AGENT_CHAT_CAPACITY
         ]
         return min(candidates)[1] if candidates else None
+
+    async def ended(self, item: ChatWorkItem) -> None:
+        """Nothing is held for a chat here."""
 
 
 HUB = web.AppKey("chat_hub", ChatHub)
@@ -170,8 +220,16 @@ class _Visitor:
     visitor_id: str = ""
     name: str = ""
     email: str = ""
+    topic: str = ""
+    language: str = ""
     chat: LiveChat | None = None
     last_chat_id: int | None = None
+
+    def current(self) -> LiveChat | None:
+        """The visitor's live chat; one that ended meanwhile becomes the one to rate."""
+        if self.chat is not None and self.chat.ended:
+            self.last_chat_id, self.chat = self.chat.chat_id, None
+        return self.chat
 
 
 async def chat_ws(request: web.Request) -> web.StreamResponse:
@@ -192,8 +250,41 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
                 await ws.send_json(_error(err))
     finally:
         if me.chat is not None:
-            me.chat.visitors.discard(ws)
+            _left(request.app, me.chat, ws)
     return ws
+
+
+def _left(app: web.Application, live: LiveChat, ws: web.WebSocketResponse) -> None:
+    """A visitor socket closed: with none left, the chat ends after the grace period."""
+    live.visitors.discard(ws)
+    if live.visitors or live.ended:
+        return
+    hub = app[HUB]
+
+    def gone() -> None:
+        live.gone = None
+        if not live.visitors and not live.ended:
+            hub.spawn(
+                _end(app, live, actor="system:chat-visitor-gone"), f"chat-{live.chat_id}-gone"
+            )
+
+    if live.gone is not None:
+        live.gone.cancel()
+    live.gone = asyncio.get_running_loop().call_later(hub.visitor_grace, gone)
+
+
+def _join(live: LiveChat, ws: web.WebSocketResponse) -> None:
+    live.visitors.add(ws)
+    if live.gone is not None:
+        live.gone.cancel()
+        live.gone = None
+
+
+def _topic(value: Any) -> str:
+    text = str(value or "").strip().lower()
+    if len(text) > MAX_TOPIC_CHARS or not all(c.isalnum() or c in "-_." for c in text):
+        raise ConsoleError(f"a topic is at most {MAX_TOPIC_CHARS} of a-z, 0-9, '-', '_', '.'")
+    return text
 
 
 async def _visitor_frame(
@@ -202,28 +293,44 @@ async def _visitor_frame(
     hub = request.app[HUB]
     kind = frame.get("type")
     if kind == "hello":
+        topic, language = _topic(frame.get("topic")), _topic(frame.get("language"))[:16]
         token = str(frame.get("token") or "")
         visitor_id = hub.tokens.verify(token) if token else None
         if visitor_id is None:
             visitor_id, token = hub.tokens.issue()
+        if me.chat is not None and me.visitor_id != visitor_id:
+            _left(request.app, me.chat, ws)
+            me.chat = None
         me.visitor_id = visitor_id
         me.name = str(frame.get("name") or "")[:200]
         me.email = str(frame.get("email") or "")[:320]
-        await ws.send_json({"type": "welcome", "token": token, "online": any(hub.agents.values())})
+        me.topic, me.language = topic, language
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "token": token,
+            "online": any(hub.agents.values()),
+        }
+        live = hub.of_visitor(visitor_id)
+        if live is not None:  # the same visitor again (a reload): rejoin the chat
+            _join(live, ws)
+            me.chat = live
+            welcome["chat_id"] = live.chat_id
+        await ws.send_json(welcome)
         return
     if not me.visitor_id:
         await ws.send_json(
             {"type": "error", "error": "chat-hello-first", "message": "say hello first"}
         )
         return
+    live = me.current()
     if kind == "message":
         hub.limiter.hit(me.visitor_id, "messages")
         await _visitor_message(request, ws, me, str(frame.get("text") or ""))
-    elif kind == "typing" and me.chat is not None:
-        await hub.to_agent(me.chat.agent, {"type": "typing", "chat_id": me.chat.chat_id})
-    elif kind == "end" and me.chat is not None:
-        await _end(request, me.chat, actor=f"visitor:{me.visitor_id}")
-        me.last_chat_id, me.chat = me.chat.chat_id, None
+    elif kind == "typing" and live is not None:
+        await hub.to_agent(live.agent, {"type": "typing", "chat_id": live.chat_id})
+    elif kind == "end" and live is not None:
+        await _end(request.app, live, actor=f"visitor:{me.visitor_id}")
+        me.current()
     elif kind == "rate":
         await _rate(request, ws, me, frame)
     elif kind == "offline_message":
@@ -240,7 +347,8 @@ async def _visitor_message(
 ) -> None:
     hub = request.app[HUB]
     sessions = request.app[DATABASE].sessions
-    if me.chat is None:
+    live = me.current()
+    if live is None:
         async with sessions.begin() as session:
             records = ChatRecords(session)
             chat, ticket, message = await records.start(
@@ -259,32 +367,64 @@ async def _visitor_message(
         me.chat = live
         hub.messages += 1
         await ws.send_json({"type": "message", "from": "visitor", **_public(message_json(message))})
-        item = ChatWorkItem(chat.id, ticket.id, ticket.number, visitor_name=live.visitor_name)
-        agent = await request.app[ROUTING].offer(item)
-        if agent is None:
-            await _end(request, live, actor="system:chat", notify=False)
-            me.last_chat_id, me.chat = live.chat_id, None
-            await ws.send_json(
-                {
-                    "type": "offline",
-                    "chat_id": chat.id,
-                    "message": "Nobody can answer now: leave a message and we will email you.",
-                }
-            )
-            return
-        await _assign(request, live, agent)
+        live.item = ChatWorkItem(
+            chat.id,
+            ticket.id,
+            ticket.number,
+            queue=me.topic or CHAT_QUEUE,
+            language=me.language,
+            visitor_name=live.visitor_name,
+        )
+        live.routing = hub.spawn(_route(request.app, live, live.item), f"chat-{chat.id}-routing")
         return
-    live = me.chat
-    live.visitors.add(ws)
-    await _relay(request, live, text, from_visitor=True, author=me.name or "visitor")
+    _join(live, ws)
+    await _relay(request.app, live, text, from_visitor=True, author=me.name or "visitor")
+
+
+async def _route(app: web.Application, live: LiveChat, item: ChatWorkItem) -> None:
+    """Hand the chat to the router; assign it to the agent who takes it, or go offline."""
+    hub = app[HUB]
+
+    async def waiting(where: ChatWaiting) -> None:
+        frame: dict[str, Any] = {
+            "type": "waiting",
+            "chat_id": live.chat_id,
+            "position": where.position,
+            "expected_wait": None if where.expected_wait is None else round(where.expected_wait),
+        }
+        await hub.to_visitors(live, frame)
+
+    try:
+        agent = await app[ROUTING].offer(item, waiting)
+    except (ConsoleError, TicketsError) as err:  # the router's own errors
+        log.error("chat %d could not be routed: %s", live.chat_id, err)
+        agent = None
+    except Exception:
+        log.exception("chat %d could not be routed", live.chat_id)
+        agent = None
+    live.routing = None
+    if live.ended:
+        return
+    if agent is None:
+        await _end(app, live, actor="system:chat", notify=False)
+        await hub.to_visitors(
+            live,
+            {
+                "type": "offline",
+                "chat_id": live.chat_id,
+                "message": "Nobody can answer now: leave a message and we will email you.",
+            },
+        )
+        return
+    await _assign(app, live, agent)
 
 
 async def _relay(
-    request: web.Request, live: LiveChat, text: str, *, from_visitor: bool, author: str
+    app: web.Application, live: LiveChat, text: str, *, from_visitor: bool, author: str
 ) -> None:
     """Store one message of a live chat (with its webhook) and show it to both sides."""
-    hub = request.app[HUB]
-    async with request.app[DATABASE].sessions.begin() as session:
+    hub = app[HUB]
+    async with app[DATABASE].sessions.begin() as session:
         records = ChatRecords(session)
         chat = await records.get(live.chat_id)
         message = await records.add_message(chat, text, from_visitor=from_visitor, author=author)
@@ -308,20 +448,28 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: message[k] for k in ("id", "author", "body", "created_at")}
 
 
-async def _assign(request: web.Request, live: LiveChat, agent: str) -> None:
-    hub = request.app[HUB]
-    async with request.app[DATABASE].sessions.begin() as session:
+async def _assign(app: web.Application, live: LiveChat, agent: str) -> None:
+    hub = app[HUB]
+    async with app[DATABASE].sessions.begin() as session:
         records = ChatRecords(session)
         await records.assign(await records.get(live.chat_id), agent)
-        ticket = await TicketRepository(session).get(live.ticket_id)
+    live.agent = agent
+    await _offer_to_agent(app, live)
+    await hub.to_visitors(live, {"type": "assigned", "chat_id": live.chat_id, "agent": agent})
+
+
+async def _offer_to_agent(app: web.Application, live: LiveChat) -> None:
+    """``chat.assigned`` with the transcript so far, to the chat's agent."""
+    async with app[DATABASE].sessions() as session:
+        repo = TicketRepository(session)
+        ticket = await repo.get(live.ticket_id)
         transcript = [
             _public(message_json(m))
             | {"from": "visitor" if m.author_kind == "customer" else "agent"}
-            for m in await TicketRepository(session).messages(ticket, include_internal=False)
+            for m in await repo.messages(ticket, include_internal=False)
         ]
-    live.agent = agent
-    await hub.to_agent(
-        agent,
+    await app[HUB].to_agent(
+        live.agent,
         {
             "type": "chat.assigned",
             "chat_id": live.chat_id,
@@ -331,15 +479,35 @@ async def _assign(request: web.Request, live: LiveChat, agent: str) -> None:
             "transcript": transcript,
         },
     )
-    await hub.to_visitors(live, {"type": "assigned", "chat_id": live.chat_id, "agent": agent})
 
 
-async def _end(request: web.Request, live: LiveChat, *, actor: str, notify: bool = True) -> None:
-    hub = request.app[HUB]
-    async with request.app[DATABASE].sessions.begin() as session:
-        records = ChatRecords(session)
-        await records.end(await records.get(live.chat_id), actor=actor)
-    hub.chats.pop(live.chat_id, None)
+async def _end(app: web.Application, live: LiveChat, *, actor: str, notify: bool = True) -> None:
+    """End the chat once: stop routing it, record the end, tell both sides and the router."""
+    if live.ended:
+        return
+    live.ended = True
+    hub = app[HUB]
+    if live.gone is not None:
+        live.gone.cancel()
+        live.gone = None
+    routing = live.routing
+    if routing is not None and routing is not asyncio.current_task():
+        routing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await routing
+    try:
+        async with app[DATABASE].sessions.begin() as session:
+            records = ChatRecords(session)
+            await records.end(await records.get(live.chat_id), actor=actor)
+    finally:
+        hub.chats.pop(live.chat_id, None)
+        if live.item is not None:
+            try:
+                await app[ROUTING].ended(live.item)
+            except (ConsoleError, TicketsError) as err:
+                log.error("chat %d: the router could not end it: %s", live.chat_id, err)
+            except Exception:
+                log.exception("chat %d: the router could not end it", live.chat_id)
     if notify:
         frame = {"type": "ended", "chat_id": live.chat_id}
         await hub.to_visitors(live, frame)
@@ -406,6 +574,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     hub.agents.setdefault(me.username, set()).add(ws)
     await ws.send_json({"type": "hello", "agent": me.username})
+    for live in [c for c in hub.chats.values() if c.agent == me.username and not c.ended]:
+        await _offer_to_agent(request.app, live)  # a reconnecting agent gets their chats back
     try:
         async for frame in _frames(ws):
             if frame is None:
@@ -432,9 +602,10 @@ async def _agent_frame(request: web.Request, agent: str, frame: dict[str, Any]) 
     if kind == "typing":
         await hub.to_visitors(live, {"type": "typing", "chat_id": live.chat_id})
     elif kind == "end":
-        await _end(request, live, actor=f"user:{agent}")
+        await _end(request.app, live, actor=f"user:{agent}")
     elif kind == "message":
-        await _relay(request, live, str(frame.get("text") or ""), from_visitor=False, author=agent)
+        text = str(frame.get("text") or "")
+        await _relay(request.app, live, text, from_visitor=False, author=agent)
     else:
         raise ConsoleError(f"unknown type {kind!r}")
 

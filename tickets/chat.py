@@ -9,6 +9,7 @@ channel asks the ACD (or, until it is wired, the connected agents) to take a cha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -107,12 +108,35 @@ class ChatWorkItem:
     visitor_name: str = ""
 
 
-class ChatRouting(Protocol):
-    """The ACD's side of the chat channel."""
+@dataclass(frozen=True, slots=True)
+class ChatWaiting:
+    """Where a waiting chat stands: 1-based position in its queue, expected wait in seconds
+    (None when it cannot be told)."""
 
-    async def offer(self, item: ChatWorkItem) -> str | None:
-        """Offer the chat to an agent with chat capacity now; whether one took it (their user
-        name) or None when nobody can (outside business hours, nobody logged in, all busy)."""
+    position: int
+    expected_wait: float | None = None
+
+
+#: Told each time a waiting chat's place changes (the widget shows it to the visitor).
+WaitListener = Callable[[ChatWaiting], Awaitable[None]]
+
+
+class ChatRouting(Protocol):
+    """The ACD's side of the chat channel.
+
+    :meth:`offer` may take long (the chat waits in a queue): the chat channel runs it in its
+    own task and cancels that task when the visitor leaves first; either way it then calls
+    :meth:`ended` once, which releases whatever the router holds for the chat.
+    """
+
+    async def offer(self, item: ChatWorkItem, on_wait: WaitListener | None = None) -> str | None:
+        """Find an agent with chat capacity for the chat, waiting in its queue if need be;
+        the agent's user name once one took it, or None when nobody can (outside business
+        hours, nobody staffed). ``on_wait`` hears the chat's place while it waits."""
+        ...
+
+    async def ended(self, item: ChatWorkItem) -> None:
+        """The chat is over (either side ended it, or its visitor left while it waited)."""
         ...
 
 

@@ -1,12 +1,15 @@
 // The embeddable chat widget: vanilla JS, no build step. Every message is rendered with
 // textContent, never innerHTML, so markup a visitor or agent types shows as text.
 // Embed: <script src="https://support.example.com/static/chat-widget.js" defer></script>
+// Optional attributes: data-topic="billing" (the chat queue), data-language="en".
 (function () {
   "use strict";
   var script = document.currentScript;
   var base = script ? new URL(script.src).origin : location.origin;
   var wsUrl = base.replace(/^http/, "ws") + "/chat/ws";
   var tokenKey = "cc-chat-token";
+  var topic = (script && script.dataset.topic) || "";
+  var language = (script && script.dataset.language) || "";
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -54,7 +57,8 @@
   function connect() {
     ws = new WebSocket(wsUrl);
     ws.onopen = function () {
-      sendFrame({ type: "hello", token: localStorage.getItem(tokenKey) || "" });
+      sendFrame({ type: "hello", token: localStorage.getItem(tokenKey) || "", topic: topic,
+                  language: language });
     };
     ws.onmessage = function (event) {
       var f = JSON.parse(event.data);
@@ -68,6 +72,11 @@
         typing.hidden = false;
         clearTimeout(typingTimer);
         typingTimer = setTimeout(function () { typing.hidden = true; }, 4000);
+      } else if (f.type === "waiting") {
+        var about = f.expected_wait === null ? "" :
+          " (about " + Math.max(1, Math.ceil(f.expected_wait / 60)) + " min)";
+        status.textContent = "Waiting for an agent: you are number " + f.position + " in line" +
+          about + ".";
       } else if (f.type === "assigned") {
         status.textContent = f.agent + " joined the chat.";
       } else if (f.type === "offline") {

@@ -5,7 +5,8 @@ Wiring (the composition root does this)::
     database = open_database(settings.database.url.value)
     app = create_app(web_config(settings.web), database=database,
                      chat_routing=None,         # or the ACD's ChatRouting adapter
-                     offline_mailer=None)       # or chat_mail.SmtpOfflineMailer(...)
+                     offline_mailer=None,       # or outbound.offline_mailer (tickets.email)
+                     customer_mail=None)        # or outbound.customer_mail: replies mailed
     web.run_app / AppRunner + TCPSite(settings.web.host, settings.web.port)
 
 ``/metrics`` takes the bearer token ``web.metrics_token``; without one it answers loopback
@@ -42,6 +43,7 @@ from agent_console.state import CONFIG, DATABASE, HELPDESK, LOGIN_LIMITER, WebCo
 from callcenter.config import WebSettings
 from tickets.chat import ChatEnded, ChatError, ChatMessageInvalid, ChatNotFound, ChatRouting
 from tickets.db import Database
+from tickets.email.outbox import CustomerMail
 from tickets.errors import (
     CustomerNotFound,
     InvalidIdentity,
@@ -263,6 +265,7 @@ def create_app(
     database: Database,
     chat_routing: ChatRouting | None = None,
     offline_mailer: chat.OfflineMailer | None = None,
+    customer_mail: CustomerMail | None = None,
     webhook_policy: DispatchPolicy | None = None,
     run_webhooks: bool = True,
 ) -> web.Application:
@@ -273,7 +276,7 @@ def create_app(
     )
     app[CONFIG] = config
     app[DATABASE] = database
-    app[HELPDESK] = HelpDesk(database.sessions)
+    app[HELPDESK] = HelpDesk(database.sessions, customer_mail=customer_mail)
     app[LOGIN_LIMITER] = auth.login_limiter()
     hub = chat.ChatHub(chat.VisitorTokens(config.secret))
     app[chat.HUB] = hub

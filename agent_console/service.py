@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console.errors import InvalidInput
 from tickets.chat import ChatRecords
 from tickets.customers import CustomerDirectory
+from tickets.email.outbox import CustomerMail, MailOutboxEntry
 from tickets.errors import CustomerNotFound, InvalidIdentity
 from tickets.models import (
     AuditEvent,
@@ -98,6 +99,19 @@ def call_json(call: CallRecord) -> dict[str, Any]:
     }
 
 
+def outbox_json(entry: MailOutboxEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "message_id": entry.ticket_message_id,
+        "to": list(entry.recipients),
+        "purpose": str(entry.purpose),
+        "status": str(entry.status),
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "sent_at": _iso(entry.sent_at),
+    }
+
+
 def link_json(link: TicketLink) -> dict[str, Any]:
     return {
         "source_id": link.source_id,
@@ -115,9 +129,16 @@ def audit_json(event: AuditEvent) -> dict[str, Any]:
 class HelpDesk:
     """Tickets and customers for the REST API and the chat channel."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock = utc_now,
+        *,
+        customer_mail: CustomerMail | None = None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.customer_mail = customer_mail
 
     def _repo(self, session: AsyncSession) -> TicketRepository:
         return TicketRepository(session, self.clock)
@@ -169,11 +190,16 @@ class HelpDesk:
             out["calls"] = [call_json(c) for c in await repo.calls(ticket)]
             out["links"] = [link_json(link) for link in await repo.links(ticket)]
             out["history"] = [audit_json(e) for e in await repo.history(ticket)]
+            out["mail"] = [outbox_json(e) for e in await self._outbox(session, ticket)]
             out["chats"] = [
                 {"id": c.id, "status": str(c.status), "agent": c.agent, "rating": c.rating}
                 for c in await ChatRecords(session, self.clock).for_ticket(ticket.id)
             ]
         return out
+
+    async def _outbox(self, session: AsyncSession, ticket: Ticket) -> list[MailOutboxEntry]:
+        query = select(MailOutboxEntry).where(MailOutboxEntry.ticket_id == ticket.id)
+        return list((await session.execute(query.order_by(MailOutboxEntry.id))).scalars())
 
     async def get_customer(self, customer_id: int) -> dict[str, Any]:
         async with self.sessions() as session:
@@ -278,13 +304,19 @@ class HelpDesk:
     async def add_message(
         self, ticket_id: int, body: Mapping[str, Any], *, actor: str, author: str
     ) -> dict[str, Any]:
+        """A reply or internal note; a public reply is also mailed to the customer when there is
+        outbound mail and a known address (`tickets.email.outbox`), in the same transaction."""
         internal = body.get("kind", "reply") == "note"
+        mail = self.customer_mail
+        to: str | None = None
         async with self.sessions.begin() as session:
             repo = self._repo(session)
             ticket = await repo.get(ticket_id, for_update=True)
+            if not internal and mail is not None:
+                to = await mail.reply_recipient(session, ticket)
             message = await repo.add_message(
                 ticket,
-                channel=ticket.channel,
+                channel=Channel.EMAIL if to is not None else ticket.channel,
                 direction=Direction.OUTBOUND,
                 author_kind=AuthorKind.AGENT,
                 body=body["body"],
@@ -293,11 +325,15 @@ class HelpDesk:
                 internal=internal,
             )
             out = message_json(message)
+            if mail is not None and to is not None:
+                out["mail"] = outbox_json(await mail.agent_reply(session, ticket, message, to))
             await self._emit(
                 session,
                 WebhookEvent.MESSAGE_ADDED,
                 {"ticket": await self._ticket_out(session, ticket), "message": out},
             )
+        if mail is not None and to is not None:
+            mail.queued()
         return out
 
     async def merge(self, ticket_id: int, into_id: int, *, actor: str) -> dict[str, Any]:

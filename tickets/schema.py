@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tickets import identity_linking, kb, sla_records, surveys
+from tickets import chat, identity_linking, kb, sla_records, surveys, users, webhooks
+from tickets.email import outbox
 from tickets.models import Base
 
-MODEL_MODULES = (kb, sla_records, surveys, identity_linking)
+# every module that declares ORM models besides tickets.models (a new one must be listed here)
+MODEL_MODULES = (kb, sla_records, surveys, identity_linking, chat, users, webhooks, outbox)
 metadata = Base.metadata
 
 # objects owned by the full-text search DDL of revision 0002, not by the ORM models

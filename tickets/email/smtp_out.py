@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _MAX_REFERENCES = 20
+_ADDRESS = re.compile(r"[^\s<>'\"(),;:\[\]]+@[^\s<>'\"(),;:\[\]]+")
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg)(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -199,31 +201,57 @@ class RelaySettings:
 
 
 class SmtpNotifier:
-    """Sends built messages to the relay; failures become :class:`EmailDeliveryError`."""
+    """Sends messages to the relay; failures become :class:`EmailDeliveryError`.
+
+    A 5xx reply (to MAIL FROM, to every RCPT TO, or to DATA) is a permanent failure; a 4xx
+    reply, a refused connection or a timeout is temporary (the outbox retries it).
+    """
 
     def __init__(self, relay: RelaySettings) -> None:
         self._relay = relay
 
     async def send(self, outbound: OutboundMessage) -> None:
-        relay = self._relay
-        try:
-            await aiosmtplib.send(
-                outbound.message,
-                sender=outbound.envelope_sender,
-                recipients=list(outbound.recipients),
-                hostname=relay.host,
-                port=relay.port,
-                timeout=relay.timeout,
-                start_tls=relay.start_tls,
-                username=relay.username,
-                password=relay.password,
-            )
-        except (aiosmtplib.SMTPException, OSError) as err:
-            raise EmailDeliveryError(
-                f"relay {relay.host}:{relay.port} refused {outbound.message_id}: {err}"
-            ) from err
-        log.info(
-            "sent %s to %s",
+        await self.send_bytes(
             outbound.message_id,
-            ", ".join(mask_email(r) for r in outbound.recipients),
+            outbound.envelope_sender,
+            outbound.recipients,
+            outbound.message.as_bytes(),
         )
+
+    async def send_bytes(
+        self, message_id: str, sender: str, recipients: Sequence[str], raw: bytes
+    ) -> None:
+        """Submit ``raw`` (a whole RFC 5322 message) for ``recipients``."""
+        relay = self._relay
+        client = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            timeout=relay.timeout,
+            start_tls=relay.start_tls,
+            username=relay.username,
+            password=relay.password,
+        )
+        try:
+            async with client:  # sendmail: "" is the null reverse-path, not "take it from From"
+                await client.sendmail(sender, list(recipients), raw)
+        except (aiosmtplib.SMTPException, OSError, ValueError) as err:
+            raise EmailDeliveryError(
+                f"relay {relay.host}:{relay.port} refused {message_id}: {_masked(str(err))}",
+                permanent=_permanent(err),
+            ) from err
+        log.info("sent %s to %s", message_id, ", ".join(mask_email(r) for r in recipients))
+
+
+def _masked(text: str) -> str:
+    """``text`` with every address in it masked (relays quote the recipient they refuse)."""
+    return _ADDRESS.sub(lambda m: mask_email(m.group(0)), text)
+
+
+def _permanent(err: Exception) -> bool:
+    if isinstance(err, ValueError):  # a message aiosmtplib cannot send at all
+        return True
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        return bool(err.recipients) and all(r.code >= 500 for r in err.recipients)
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        return 500 <= err.code < 600
+    return False

@@ -6,15 +6,17 @@ that stores the message, so a ticket and its SLA clock, links and suggestions co
 The call feed (`tickets.call_feed`) calls :meth:`HelpDeskHooks.call_ticketed` after
 `CallTickets.record_call`, in a transaction of its own; every step there is idempotent
 (`ServiceLevels.start` only for a ticket without a clock, `call_recorded` overwrites the phone
-service level, duplicate links are unique, a survey answered twice is kept once), so a call the
-feed hands over again after a crash changes nothing.
+service level, duplicate links are unique, a survey answered twice is kept once, the ``call.ticketed``
+webhook is queued once per call id), so a call the feed hands over again after a crash changes
+nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,8 +28,9 @@ from tickets.phone import DEFAULT_REGION
 from tickets.repository import Clock, TicketRepository, utc_now
 from tickets.sla_records import BreachDetected, Escalations, ServiceLevels
 from tickets.surveys import Surveys, SurveyTokens
+from tickets.webhooks import WebhookEvent, enqueue
 
-__all__ = ["HelpDeskHooks"]
+__all__ = ["HelpDeskHooks", "call_ticketed_payload"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ class HelpDeskHooks:
     # -- own transactions ----------------------------------------------------------------------
 
     async def call_ticketed(self, ticketed: CallTicketed, event: CallEvent) -> None:
-        """After `CallTickets.record_call`: SLA (start, phone level), duplicates, IVR survey.
+        """After `CallTickets.record_call`: SLA (start, phone level), duplicates, IVR survey,
+        and the ``call.ticketed`` webhook (queued once per call).
 
         Raises what the database raises (the feed retries); a survey whose answers are out of
         range is logged and skipped, the call itself is already safe.
@@ -98,8 +102,46 @@ class HelpDeskHooks:
                 pass  # the same call handed over again
             except TicketsError as err:
                 log.warning("call %s: survey answers not kept (%s)", ticketed.call_id, err)
+            await enqueue(
+                session,
+                WebhookEvent.CALL_TICKETED,
+                call_ticketed_payload(ticketed, ticket, call),
+                clock=self.clock,
+                once=ticketed.call_id,
+            )
 
     async def check_breaches(self) -> list[BreachDetected]:
         """One pass of `ServiceLevels.check_breaches` in its own transaction."""
         async with self.sessions.begin() as session:
             return await self.service_levels(session).check_breaches()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def call_ticketed_payload(
+    ticketed: CallTicketed, ticket: Ticket, call: CallRecord
+) -> dict[str, Any]:
+    """The ``call.ticketed`` webhook's data: the call and the ticket it became or joined."""
+    return {
+        "call": {
+            "id": call.id,
+            "call_id": call.call_id,
+            "outcome": str(ticketed.outcome),
+            "disposition": str(call.disposition),
+            "caller_e164": call.caller_e164,
+            "queue": call.queue,
+            "agent": call.agent,
+            "started_at": _iso(call.started_at),
+            "ended_at": _iso(call.ended_at),
+        },
+        "ticket": {
+            "id": ticket.id,
+            "number": ticket.number,
+            "subject": ticket.subject,
+            "status": str(ticket.status),
+            "channel": str(ticket.channel),
+            "customer_id": ticket.customer_id,
+        },
+    }

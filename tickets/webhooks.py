@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -183,28 +184,47 @@ async def enqueue(
     data: Mapping[str, Any],
     *,
     clock: Clock = utc_now,
+    once: str | None = None,
 ) -> int:
-    """Add one outbox row per active subscription to `event`; returns how many."""
+    """Add one outbox row per active subscription to `event`; returns how many.
+
+    ``once`` names the fact (a call id): the same event with the same ``once`` is queued once
+    per subscription, however often the caller repeats it (its delivery id is derived from it).
+    """
     now = clock()
     query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
     count = 0
     for subscription in (await session.execute(query)).scalars():
         if event.value not in subscription.events:
             continue
-        key = secrets.token_hex(16)
-        session.add(
-            WebhookDelivery(
-                subscription_id=subscription.id,
-                event=event.value,
-                delivery_key=key,
-                payload={"id": key, "event": event.value, "at": now.isoformat(), "data": data},
-                status=DeliveryStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                last_error="",
-                created_at=now,
-            )
+        if once is None:
+            key = secrets.token_hex(16)
+        else:
+            key = hashlib.sha256(f"{event.value}:{once}:{subscription.id}".encode()).hexdigest()
+            key = key[:32]
+            taken = select(WebhookDelivery.id).where(WebhookDelivery.delivery_key == key)
+            if (await session.execute(taken)).first() is not None:
+                continue
+        delivery = WebhookDelivery(
+            subscription_id=subscription.id,
+            event=event.value,
+            delivery_key=key,
+            payload={"id": key, "event": event.value, "at": now.isoformat(), "data": data},
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
         )
+        if once is None:
+            session.add(delivery)
+        else:
+            try:  # a concurrent transaction queued the same fact first
+                async with session.begin_nested():
+                    session.add(delivery)
+                    await session.flush()
+            except IntegrityError:
+                continue
         count += 1
     return count
 

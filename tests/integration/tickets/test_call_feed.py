@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from ivr.domain.path import (
     SurveyAnswered,
 )
 from tests.polling import eventually_true
-from tickets.call_feed import DEAD_LETTER_STREAM, CallFeed
+from tickets.call_feed import DEAD_LETTER_STREAM, CallFeed, fold_call
 from tickets.calls import CallTickets
 from tickets.customers import CustomerDirectory
 from tickets.db import Database
@@ -43,6 +44,7 @@ from tickets.repository import TicketRepository
 from tickets.sla import SlaPolicy
 from tickets.sla_records import ServiceLevels, TicketSla
 from tickets.surveys import SurveyResponse
+from tickets.webhooks import WebhookDelivery, subscribe
 
 STREAM = "test:events:ivr"
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -241,3 +243,76 @@ async def test_given_hooks_when_a_surveyed_call_is_ticketed_then_sla_survey_and_
     )
     pending: Any = await redis.xpending(STREAM, "tickets")
     assert pending["pending"] == 0  # acknowledged only after the hooks ran
+
+
+def stored(consumer: CallFeed, count: int) -> bool:
+    return consumer.stored == count
+
+
+async def call_ticketed_rows(db: Database) -> list[WebhookDelivery]:
+    async with db.sessions() as s:
+        query = select(WebhookDelivery).where(WebhookDelivery.event == "call.ticketed")
+        return list((await s.execute(query.order_by(WebhookDelivery.id))).scalars())
+
+
+async def test_given_a_call_handed_over_twice_then_one_call_ticketed_webhook_with_call_and_ticket(
+    redis: aioredis.Redis, db: Database
+) -> None:
+    async with db.sessions.begin() as s:
+        await subscribe(s, "https://hooks.example.org/cc", ["call.ticketed"], actor="test")
+        await subscribe(s, "https://hooks.example.org/other", ["ticket.updated"], actor="test")
+    sink = RedisPathSink(redis, stream=STREAM)
+    consumer = feed(redis, db, hooks=HelpDeskHooks(db.sessions))
+    task = asyncio.create_task(consumer.run())
+    try:
+        for handed in (1, 2):  # the IVR published the same call again (a reconnect)
+            for event in session("w1", "+15551230042"):
+                await sink.publish(event)
+            await eventually_true(partial(stored, consumer, handed), 10.0, "call handed over")
+    finally:
+        task.cancel()
+    (row,) = await call_ticketed_rows(db)
+    async with db.sessions() as s:
+        call = (await s.execute(select(CallRecord))).scalar_one()
+        ticket = await s.get_one(Ticket, call.ticket_id)
+    data = row.payload["data"]
+    assert row.payload["event"] == "call.ticketed"
+    assert data["call"]["call_id"] == "w1"
+    assert data["call"]["id"] == call.id
+    assert data["call"]["outcome"] == "new_ticket"
+    assert data["call"]["caller_e164"] == "+15551230042"
+    assert data["ticket"] == {
+        "id": ticket.id,
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": str(ticket.status),
+        "channel": "phone",
+        "customer_id": ticket.customer_id,
+    }
+
+
+async def test_given_calls_joining_a_ticket_then_each_call_gets_its_own_call_ticketed_webhook(
+    db: Database,
+) -> None:
+    async with db.sessions.begin() as s:
+        await subscribe(s, "https://hooks.example.org/cc", ["call.ticketed"], actor="test")
+    calls = CallTickets(db.sessions)
+    hooks = HelpDeskHooks(db.sessions)
+    for call_id in ("w2", "w3"):  # the same caller twice: the second call joins the ticket
+        event = fold_call(call_id, session(call_id, "+15551230043"))
+        for _ in range(2):  # a crash between the hooks and the stream's ack
+            await hooks.call_ticketed(await calls.record_call(event), event)
+    rows = await call_ticketed_rows(db)
+    assert [r.payload["data"]["call"]["call_id"] for r in rows] == ["w2", "w3"]
+    assert len({r.payload["data"]["ticket"]["id"] for r in rows}) == 1
+    assert [r.payload["data"]["call"]["outcome"] for r in rows] == ["new_ticket", "repeat_caller"]
+
+
+async def test_given_no_subscription_then_ticketing_a_call_queues_no_webhook(
+    db: Database,
+) -> None:
+    event = fold_call("w4", session("w4", "+15551230044"))
+    await HelpDeskHooks(db.sessions).call_ticketed(
+        await CallTickets(db.sessions).record_call(event), event
+    )
+    assert await call_ticketed_rows(db) == []

@@ -2,7 +2,8 @@
 
 The node calls :func:`build_email_channel` with its records database and its ``[email]``
 settings and runs the returned server (``InboundSmtpServer.run``) and a :class:`BreachWatcher`
-(``run``) in its task group; neither needs to know the pipeline, the desk or the hooks.
+(``run``) in its task group; neither needs to know the pipeline, the desk or the hooks. With
+``imap_host`` set, :func:`build_imap_poller` gives an `ImapPoller` (``run``) into the same path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from callcenter.config import EmailSettings
 from tickets.db import Database
+from tickets.email import EmailConfigError
+from tickets.email.imap_poll import ImapPoller, ImapSettings
 from tickets.email.smtp_in import (
     InboundPipeline,
     InboundSmtpHandler,
@@ -28,11 +31,18 @@ from tickets.email.threading import TOKEN_SECRET_ENV, ReplyTokenSigner
 from tickets.hooks import HelpDeskHooks
 from tickets.sla_records import BreachDetected
 
-__all__ = ["SECRET_ENV", "BreachWatcher", "build_email_channel"]
+__all__ = [
+    "IMAP_PASSWORD_ENV",
+    "SECRET_ENV",
+    "BreachWatcher",
+    "build_email_channel",
+    "build_imap_poller",
+]
 
 log = logging.getLogger(__name__)
 
 SECRET_ENV = TOKEN_SECRET_ENV  # one name: the settings' [email] secret
+IMAP_PASSWORD_ENV = "CALLCENTER_EMAIL_IMAP_PASSWORD"
 
 
 def build_email_channel(
@@ -43,20 +53,9 @@ def build_email_channel(
     Raises `EmailConfigError` naming ``CALLCENTER_EMAIL_SECRET`` when the secret is missing or
     shorter than 16 bytes.
     """
-    signer = ReplyTokenSigner.from_setting(settings.secret.value)
-    desk = SqlHelpDesk(
-        records.sessions, FileBlobStore(Path(settings.blob_dir)), hooks=hooks, clock=hooks.clock
-    )
     domain = settings.domain.lower()
-    pipeline = InboundPipeline(
-        directory=desk,
-        sink=desk,
-        signer=signer,
-        loop_id=domain,
-        own_addresses=frozenset({settings.address.lower()}),
-    )
     handler = InboundSmtpHandler(
-        pipeline,
+        _inbound_pipeline(records, settings, hooks),
         max_message_bytes=settings.max_message_bytes,
         accepted_domains=frozenset({domain}),
     )
@@ -70,6 +69,53 @@ def build_email_channel(
             accepted_domains=frozenset({domain}),
         ),
     )
+
+
+def _inbound_pipeline(
+    records: Database, settings: EmailSettings, hooks: HelpDeskHooks
+) -> InboundPipeline:
+    """The one inbound path (parse, loops, threading, SQL desk) behind SMTP and IMAP."""
+    signer = ReplyTokenSigner.from_setting(settings.secret.value)
+    desk = SqlHelpDesk(
+        records.sessions, FileBlobStore(Path(settings.blob_dir)), hooks=hooks, clock=hooks.clock
+    )
+    return InboundPipeline(
+        directory=desk,
+        sink=desk,
+        signer=signer,
+        loop_id=settings.domain.lower(),
+        own_addresses=frozenset({settings.address.lower()}),
+    )
+
+
+def build_imap_poller(
+    settings: EmailSettings, records: Database, hooks: HelpDeskHooks
+) -> ImapPoller | None:
+    """The poller of ``[email] imap_*``'s mailbox into the same desk as SMTP, or None if off.
+
+    Off when ``imap_host`` is empty. Raises `EmailConfigError` naming the key when
+    ``imap_username`` or ``CALLCENTER_EMAIL_IMAP_PASSWORD`` is missing, or the secret is.
+    """
+    if not settings.imap_host:
+        return None
+    if not settings.imap_username:
+        raise EmailConfigError("email.imap_username must be set when email.imap_host is")
+    if not settings.imap_password:
+        raise EmailConfigError(f"{IMAP_PASSWORD_ENV} (email.imap_password) must be set")
+    try:
+        imap = ImapSettings(
+            host=settings.imap_host,
+            port=settings.imap_port,
+            tls=settings.imap_tls,
+            username=settings.imap_username,
+            password=settings.imap_password.value,
+            folder=settings.imap_folder,
+            interval=settings.imap_interval,
+            max_message_bytes=settings.max_message_bytes,
+        )
+    except ValueError as err:
+        raise EmailConfigError(f"email.imap_*: {err}") from err
+    return ImapPoller(_inbound_pipeline(records, settings, hooks), imap)
 
 
 class BreachWatcher:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from callcenter import logs, simulate_cmd
+from callcenter import logs, simulate_cmd, users_cmd
 from callcenter.config import Settings, SettingsError, load_settings
 
 
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     db_sub.add_parser("current", help="print the schema revision the database is at")
     sub.add_parser("settings", help="print the effective settings (secrets masked)")
     simulate_cmd.add_parser(sub)
+    users_cmd.add_parser(sub)
     return parser
 
 
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         return simulate_cmd.run(args)
+    if args.command == "users":
+        return users_cmd.run(args)
     try:
         settings = load_settings(args.config)
     except SettingsError as err:

@@ -6,9 +6,9 @@ that stores the message, so a ticket and its SLA clock, links and suggestions co
 The call feed (`tickets.call_feed`) calls :meth:`HelpDeskHooks.call_ticketed` after
 `CallTickets.record_call`, in a transaction of its own; every step there is idempotent
 (`ServiceLevels.start` only for a ticket without a clock, `call_recorded` overwrites the phone
-service level, duplicate links are unique, a survey answered twice is kept once, the ``call.ticketed``
-webhook is queued once per call id), so a call the feed hands over again after a crash changes
-nothing.
+service level, duplicate links are unique, a survey answered twice is kept once, the
+``call.ticketed`` webhook is queued once per call id), so a call the feed hands over again
+after a crash changes nothing.
 """
 
 from __future__ import annotations

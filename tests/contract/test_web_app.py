@@ -36,10 +36,14 @@ class Web:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
-async def start_web(tmp_path: Path, **kwargs: Any) -> tuple[web.Application, Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"
-    await upgrade(url)
-    database = open_database(url)
+async def start_web(
+    tmp_path: Path, *, database: Database | None = None, **kwargs: Any
+) -> tuple[web.Application, Database]:
+    """The app on ``database`` (a migrated one), or on a new SQLite file under ``tmp_path``."""
+    if database is None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"
+        await upgrade(url)
+        database = open_database(url)
     config = WebConfig(secret="s" * 32, metrics_token="metrics-secret", cookie_secure=False)
     return create_app(config, database=database, **kwargs), database
 
@@ -55,8 +59,9 @@ async def add_users(database: Database) -> dict[Role, str]:
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Web]:
-    app, database = await start_web(tmp_path, run_webhooks=False)
+async def site(tmp_path: Path, db: Database) -> AsyncIterator[Web]:
+    """The app with one user per role, on SQLite and on PostgreSQL (the `db` fixture)."""
+    app, database = await start_web(tmp_path, database=db, run_webhooks=False)
     tokens = await add_users(database)
     async with TestClient(TestServer(app)) as client:
         yield Web(app, client, database, tokens)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from tickets.chat import ChatSession, ChatStatus
+from tickets.db import Database
 from tickets.models import Channel, Message, Ticket
 from tickets.users import Role
 
@@ -22,8 +23,9 @@ HTML = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Web]:
-    app, database = await start_web(tmp_path, run_webhooks=False)
+async def site(tmp_path: Path, db: Database) -> AsyncIterator[Web]:
+    """The app with one user per role, on SQLite and on PostgreSQL (the `db` fixture)."""
+    app, database = await start_web(tmp_path, database=db, run_webhooks=False)
     tokens = await add_users(database)
     async with TestClient(TestServer(app)) as client:
         yield Web(app, client, database, tokens)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from tickets.email.smtp_in import InboundSmtpServer
 from tickets.email.sql_desk import email_number
 from tickets.email.threading import ReplyTokenSigner
 from tickets.hooks import HelpDeskHooks
-from tickets.models import Channel, IdentityKind, Message, Ticket
+from tickets.models import AuthorKind, Channel, Direction, IdentityKind, Message, Ticket
 from tickets.repository import TicketRepository
 from tickets.users import Role, UserDirectory
 
@@ -456,3 +457,81 @@ async def test_given_notify_customers_off_then_replies_stay_on_the_ticket_only(
 
 def test_given_no_relay_host_then_no_outbound_mail(tmp_path: Path, db: Database) -> None:
     assert build_outbound_mail(db, email_settings(tmp_path, 25, relay_host="")) is None
+
+
+async def test_given_no_agent_when_a_visitor_leaves_an_offline_message_then_it_is_acknowledged(
+    world: World,
+) -> None:
+    origin = {"Origin": str(world.client.make_url("")).rstrip("/")}
+    visitor = await world.client.ws_connect("/chat/ws", headers=origin)
+    try:
+        await visitor.send_json({"type": "hello", "name": "Alice"})
+        await until_frame(visitor, "welcome")
+        await visitor.send_json({"type": "message", "text": "anyone there?"})
+        await until_frame(visitor, "offline")
+        await visitor.send_json(
+            {"type": "offline_message", "email": ALICE, "text": "Please call me back"}
+        )
+        stored = await until_frame(visitor, "offline_stored")
+    finally:
+        await visitor.close()
+    await world.wait_accepted(1)
+    mail = world.relay.message()
+    assert mail["To"] == ALICE
+    assert stored["ticket_number"] in mail.get_content()
+    assert mail["Auto-Submitted"] == "auto-generated"
+
+
+async def until_frame(ws: Any, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            frame: dict[str, Any] = await ws.receive_json()
+            if frame["type"] == kind:
+                return frame
+
+
+async def test_given_two_nodes_sending_then_every_mail_leaves_exactly_once(
+    db: Database, tmp_path: Path, relay: tuple[Relay, int]
+) -> None:
+    settings = email_settings(tmp_path, relay[1])
+    first = build_outbound_mail(db, settings, policy=FAST)
+    second = build_outbound_mail(db, settings, policy=FAST)
+    assert first is not None
+    assert second is not None
+    async with db.sessions.begin() as session:
+        repo = TicketRepository(session)
+        directory = CustomerDirectory(session)
+        for index in range(12):
+            found = await directory.find_or_create(
+                IdentityKind.EMAIL, f"customer{index}@example.org", actor="t"
+            )
+            ticket = await repo.create(
+                subject=f"Question {index}",
+                channel=Channel.EMAIL,
+                actor="t",
+                customer_id=found.customer.id,
+            )
+            to = await first.customer_mail.reply_recipient(session, ticket)
+            assert to == f"customer{index}@example.org"
+            reply = await repo.add_message(
+                ticket,
+                channel=Channel.EMAIL,
+                direction=Direction.OUTBOUND,
+                author_kind=AuthorKind.AGENT,
+                body=f"Answer {index}",
+                actor="t",
+            )
+            await first.customer_mail.agent_reply(session, ticket, reply, to)
+    async with running(first.sender.run), running(second.sender.run):
+        await eventually(
+            partial(all_sent, db, 12), 20, "all twelve outbox rows sent by the two nodes"
+        )
+    ids = [message_from_bytes(raw, policy=default)["Message-ID"] for *_, raw in relay[0].accepted]
+    assert len(ids) == 12
+    assert len(set(ids)) == 12
+
+
+async def all_sent(db: Database, count: int) -> bool:
+    async with db.sessions() as session:
+        query = select(MailOutboxEntry).where(MailOutboxEntry.status == OutboxStatus.SENT)
+        return len((await session.execute(query)).scalars().all()) == count

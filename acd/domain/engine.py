@@ -16,13 +16,17 @@ Indexes, so that a decision does not scan everything (10,000 agents, 20,000 wait
 * waiting items are grouped by (queue, requirement in force); each group is a heap in the fair
   order of :func:`~acd.domain.routing.fair_key`, with lazy deletion (a version per item);
   groups are indexed by (channel, first skill of each term);
-* agents that can take a channel now are indexed by (channel, skill) and by channel.
+* agents that can take a channel now are in the :class:`~acd.domain.agent_index.AgentIndex`:
+  per (channel, skill, level), kept in longest-idle, fewest-busy-seconds and registration order,
+  updated incrementally whenever an agent's availability or idle order changes.
 
 Matching: a newly free agent looks only at the groups indexed under its own skills and takes
-the best head it matches; a new or widened item looks only at the agents indexed under the
-rarest skill of each term of its requirement. Both kinds of candidate go through one heap in
-the fair order, and each item is given to the agent its queue's strategy prefers
-(:func:`~acd.domain.routing.select`). After a tick no waiting item has an eligible free agent.
+the best head it matches; a new or widened item asks the index, which walks the agents of the
+primary skill of each term in the queue's strategy order and stops at the first few that match
+(near O(log n) instead of a scan; the same choice as the brute-force
+:func:`~acd.domain.routing.select` over every agent, which the property tests check). Both
+kinds of candidate go through one heap in the fair order. After a tick no waiting item has an
+eligible free agent (:meth:`RoutingEngine.unmatched` checks it with the brute force).
 
 Relaxation is re-evaluated, not frozen: each waiting item has one timer at its next boundary
 (step, boost, overflow, max wait); when it fires, or when the queue is changed with
@@ -47,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
+from acd.domain.agent_index import AgentIndex
 from acd.domain.agents import (
     Accept,
     AgentCommand,
@@ -68,7 +73,14 @@ from acd.domain.agents import (
     transition,
 )
 from acd.domain.queues import Queue, Requirement, RuleInForce
-from acd.domain.routing import EXPLANATION_LIMIT, Explanation, Selection, fair_key, select
+from acd.domain.routing import (
+    EXPLANATION_LIMIT,
+    Explanation,
+    Selection,
+    SelectionRequest,
+    fair_key,
+    select,
+)
 from acd.domain.work import Channel, ItemId, ItemState, QueueId, WorkItem
 from acd.errors import AcdError
 
@@ -95,7 +107,6 @@ _CHANNELS = tuple(Channel)
 #: Added to every measured wait, so that a timer set for a boundary sees that boundary passed
 #: despite float rounding (epoch seconds have a resolution of about 2.4e-7 s).
 _EPSILON = 1e-6
-_EMPTY: dict[AgentId, _AgentRecord] = {}
 
 
 class UnknownAgent(AcdError):
@@ -327,8 +338,7 @@ class RoutingEngine:
         self._groups_by_skill: dict[tuple[Channel, str], set[_Group]] = {}
         self._groups_any: dict[Channel, set[_Group]] = {}
         self._members: dict[QueueId, set[ItemId]] = {}
-        self._avail: dict[tuple[Channel, str], dict[AgentId, _AgentRecord]] = {}
-        self._avail_any: dict[Channel, dict[AgentId, _AgentRecord]] = {}
+        self._index = AgentIndex()
         self._timers: list[_Timer] = []
         self._dirty_items: set[ItemId] = set()
         self._dirty_agents: set[AgentId] = set()
@@ -772,33 +782,14 @@ class RoutingEngine:
         status = record.status
         capacity = record.profile.capacity
         channels = tuple(ch for ch in _CHANNELS if status.can_take(capacity, ch))
-        old = record.indexed
-        if channels == old:
+        if channels == record.indexed and not channels:
             return
-        agent_id = record.profile.agent_id
-        skills = record.profile.skills
-        for channel in old:
-            if channel not in channels:
-                self._avail_any[channel].pop(agent_id, None)
-                for skill in skills:
-                    self._avail[(channel, skill)].pop(agent_id, None)
-        gained = False
-        for channel in channels:
-            if channel not in old:
-                gained = True
-                self._avail_any.setdefault(channel, {})[agent_id] = record
-                for skill in skills:
-                    self._avail.setdefault((channel, skill), {})[agent_id] = record
+        if self._index.update(record, channels):
+            self._dirty_agents.add(record.profile.agent_id)
         record.indexed = channels
-        if gained:
-            self._dirty_agents.add(agent_id)
 
     def _unindex(self, record: _AgentRecord) -> None:
-        agent_id = record.profile.agent_id
-        for channel in record.indexed:
-            self._avail_any[channel].pop(agent_id, None)
-            for skill in record.profile.skills:
-                self._avail[(channel, skill)].pop(agent_id, None)
+        self._index.remove(record)
         record.indexed = ()
 
     # -- matching --------------------------------------------------------------------------------
@@ -856,36 +847,21 @@ class RoutingEngine:
             heapq.heappush(candidates, (best[0], self._next_seq(), best[2], profile.agent_id))
 
     def _select_for(self, record: _ItemRecord, now: float) -> Selection | None:
+        return self._index.select(self._request(record, now))
+
+    def _request(self, record: _ItemRecord, now: float) -> SelectionRequest:
         rule = record.rule
         assert rule is not None
-        requirement = rule.requirement
-        channel = requirement.channel
-        pools: list[dict[AgentId, _AgentRecord]] = []
-        for term in requirement.alternatives:
-            if not term:
-                pool = self._avail_any.get(channel, _EMPTY)
-            else:
-                pool = min(
-                    (self._avail.get((channel, skill), _EMPTY) for skill, _ in term), key=len
-                )
-            if pool:
-                pools.append(pool)
-        if not pools:
-            return None
-        candidates: Iterable[_AgentRecord] = pools[0].values() if len(pools) == 1 else _union(pools)
-        queue = self._queues[record.queue_id]
-        return select(
+        return SelectionRequest(
             item_id=record.item.item_id,
             queue=record.queue_id,
-            strategy=queue.strategy,
+            strategy=self._queues[record.queue_id].strategy,
             rule=rule,
             priority=-record.key[0],
             waited=now - record.entered_at,
-            candidates=candidates,
             now=now,
             rr_cursor=self._rr.get(record.queue_id, -1),
             limit=self.policy.explanation_limit,
-            check_capacity=False,
         )
 
     def _reserve(self, record: _ItemRecord, selection: Selection, now: float) -> None:
@@ -917,14 +893,19 @@ class RoutingEngine:
     def unmatched(self) -> list[ItemId]:
         """Waiting items that a free agent could take now; empty right after :meth:`tick`.
 
-        O(items x agents): for tests and diagnostics, not for the hot path.
+        O(items x agents), with the brute-force :func:`~acd.domain.routing.select` over every
+        agent rather than the index, so that it checks the index too: for tests and diagnostics,
+        not for the hot path.
         """
         now = self._last
-        return [
-            item_id
-            for item_id, record in self._items.items()
-            if record.state is ItemState.WAITING and self._select_for(record, now) is not None
-        ]
+        unmatched = []
+        for item_id, record in self._items.items():
+            if record.state is not ItemState.WAITING or record.rule is None:
+                continue
+            selection = select(self._request(record, now), self._agents.values())
+            if selection is not None:
+                unmatched.append(item_id)
+        return unmatched
 
     def verify(self) -> list[str]:
         """Check the cross-invariants; returns the violations (empty when all hold)."""
@@ -969,19 +950,11 @@ class RoutingEngine:
             expected = tuple(ch for ch in _CHANNELS if status.can_take(capacity, ch))
             if expected != agent.indexed:
                 problems.append(f"agent {agent_id} index {agent.indexed} != {expected}")
+            problems.extend(self._index.check(agent, expected))
             for work in status.active:
                 if work.wrap_until is None and work.item_id not in self._items:
                     problems.append(f"agent {agent_id} works on unknown item {work.item_id}")
         return problems
-
-
-def _union(pools: list[dict[AgentId, _AgentRecord]]) -> Iterator[_AgentRecord]:
-    seen: set[AgentId] = set()
-    for pool in pools:
-        for agent_id, record in pool.items():
-            if agent_id not in seen:
-                seen.add(agent_id)
-                yield record
 
 
 def _group_index_keys(requirement: Requirement) -> set[tuple[Channel, str | None]]:

@@ -27,12 +27,18 @@ Every selection carries an :class:`Explanation`: the queue, the relaxation step 
 in force, the effective priority and wait, the strategy and the value that decided, how many
 agents were eligible (the best few named) and how many were rejected and why (a few named).
 Its size is bounded by ``limit`` whatever the number of agents.
+
+:func:`select` scans the candidates it is given: it is the reference (brute force) that the
+engine's :class:`~acd.domain.agent_index.AgentIndex` reproduces without the scan, and the
+fallback the index uses where no static order exists (``least_occupied`` when its bound does
+not apply, ``best_skill`` over multi-skill terms). There the index's counts may be lazy: see
+``counts_exact``.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,7 +51,11 @@ __all__ = [
     "Explanation",
     "Rejection",
     "Selection",
+    "SelectionRequest",
+    "chosen",
+    "describe_rule",
     "fair_key",
+    "rank_key",
     "select",
 ]
 
@@ -91,6 +101,8 @@ class Explanation:
     eligible: tuple[AgentId, ...]
     rejected_count: int
     rejected: tuple[Rejection, ...]
+    #: False when the counts are lower bounds (the index stopped after ``limit`` eligible).
+    counts_exact: bool = True
 
     def render(self) -> str:
         """A one-paragraph human account, for the console and logs."""
@@ -101,11 +113,13 @@ class Explanation:
             f"priority {self.priority}, waited {self.waited:.1f} s)",
             f"  requirement {self.requirement}",
             f"  {self.strategy}: {self.rule}",
-            f"  eligible {self.eligible_count}" + (f" (next: {others})" if others else ""),
+            f"  eligible {'' if self.counts_exact else 'at least '}{self.eligible_count}"
+            + (f" (next: {others})" if others else ""),
         ]
         if self.rejected_count:
             named = ", ".join(f"{r.agent_id}: {r.reason}" for r in self.rejected)
-            lines.append(f"  not eligible {self.rejected_count} ({named})")
+            seen = "" if self.counts_exact else " seen"
+            lines.append(f"  not eligible{seen} {self.rejected_count} ({named})")
         return "\n".join(lines)
 
 
@@ -121,31 +135,36 @@ class Selection:
 _Key = tuple[float, float, float, int]
 
 
+@dataclass(frozen=True, slots=True)
+class SelectionRequest:
+    """One item asking for an agent: what the policy needs to choose and to explain why."""
+
+    item_id: ItemId
+    queue: QueueId
+    strategy: Strategy
+    rule: RuleInForce
+    priority: int
+    waited: float
+    now: float
+    rr_cursor: int = -1
+    limit: int = EXPLANATION_LIMIT
+
+
 def select(
-    *,
-    item_id: ItemId,
-    queue: QueueId,
-    strategy: Strategy,
-    rule: RuleInForce,
-    priority: int,
-    waited: float,
-    candidates: Iterable[AgentView],
-    now: float,
-    rr_cursor: int = -1,
-    limit: int = EXPLANATION_LIMIT,
-    check_capacity: bool = True,
+    request: SelectionRequest, candidates: Iterable[AgentView], *, check_capacity: bool = True
 ) -> Selection | None:
     """Choose the agent for an item among ``candidates``, or None if none is eligible.
 
-    ``candidates`` may include agents that do not match (the engine passes the agents indexed
-    under the rarest required skill); they are counted and a few are named as rejected.
-    ``check_capacity=False`` skips the free-capacity check when the caller guarantees it (the
-    engine's availability index holds only agents that can take the channel now).
+    ``candidates`` may include agents that do not match; they are counted and a few are named
+    as rejected. ``check_capacity=False`` skips the free-capacity check when the caller
+    guarantees it (the engine's availability index holds only agents that can take the channel
+    now).
     """
-    requirement = rule.requirement
+    requirement = request.rule.requirement
+    limit = request.limit
     channel = requirement.channel
     matches = requirement.matches
-    key = _key_function(strategy, requirement, now, rr_cursor)
+    key = rank_key(request.strategy, requirement, request.now, request.rr_cursor)
     eligible: list[tuple[_Key, AgentId, AgentView]] = []
     rejected: list[Rejection] = []
     rejected_count = 0
@@ -166,32 +185,54 @@ def select(
         ranked = eligible
     else:
         ranked = heapq.nsmallest(limit, eligible, key=lambda entry: (entry[0], entry[1]))
-    best_key, best_id, best_view = ranked[0]
+    return chosen(
+        request,
+        [(entry[0], entry[2]) for entry in ranked],
+        eligible_count=len(eligible),
+        rejected_count=rejected_count,
+        rejected=rejected,
+    )
+
+
+def chosen(
+    request: SelectionRequest,
+    ranked: Sequence[tuple[_Key, AgentView]],
+    *,
+    eligible_count: int,
+    rejected_count: int,
+    rejected: Sequence[Rejection],
+    counts_exact: bool = True,
+) -> Selection:
+    """The selection of ``ranked[0]`` (best first, with rank keys) and its explanation."""
+    best_key, best = ranked[0]
+    rule = request.rule
     explanation = Explanation(
-        item_id=item_id,
-        queue=queue,
+        item_id=request.item_id,
+        queue=request.queue,
         step=rule.step,
         step_label=rule.label,
-        requirement=requirement,
-        priority=priority,
-        waited=waited,
-        strategy=strategy,
-        rule=_describe(strategy, best_key, best_view, now),
-        eligible_count=len(eligible),
-        eligible=tuple(entry[1] for entry in ranked),
+        requirement=rule.requirement,
+        priority=request.priority,
+        waited=request.waited,
+        strategy=request.strategy,
+        rule=describe_rule(request.strategy, best_key, best, request.now),
+        eligible_count=eligible_count,
+        eligible=tuple(view.profile.agent_id for _, view in ranked),
         rejected_count=rejected_count,
         rejected=tuple(rejected),
+        counts_exact=counts_exact,
     )
-    return Selection(best_id, best_view.ordinal, explanation)
+    return Selection(best.profile.agent_id, best.ordinal, explanation)
 
 
 def _idle_key(view: AgentView) -> tuple[float, float]:
     return view.status.idle_key
 
 
-def _key_function(
+def rank_key(
     strategy: Strategy, requirement: Requirement, now: float, rr_cursor: int
 ) -> Callable[[AgentView], _Key]:
+    """The strategy's rank of an agent (smaller is preferred); ties end on the ordinal."""
     if strategy is Strategy.BEST_SKILL:
         terms = requirement.alternatives
 
@@ -235,7 +276,8 @@ def _key_function(
     return longest_idle
 
 
-def _describe(strategy: Strategy, key: _Key, view: AgentView, now: float) -> str:
+def describe_rule(strategy: Strategy, key: _Key, view: AgentView, now: float) -> str:
+    """The value that decided, in words, from the winner's rank key (see :func:`select`)."""
     if strategy is Strategy.BEST_SKILL:
         return f"best level sum {-key[0]:g}"
     if strategy is Strategy.LEAST_OCCUPIED:

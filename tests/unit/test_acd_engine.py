@@ -277,6 +277,39 @@ def test_given_the_clock_goes_backwards_then_the_engine_clamps_and_counts() -> N
     assert offered.explanation.waited >= 0
 
 
+def test_given_the_clock_goes_backwards_then_the_longest_idle_order_is_kept() -> None:
+    engine, clock = engine_with(queue())
+    clock.now = 100
+    first = agent(engine, "first")
+    clock.now = 40  # the clock steps back: the next agent is not "idle longer" than the first
+    second = agent(engine, "second")
+    assert engine.agent_status(second).idle_since == 100
+    clock.now = 110
+    engine.enqueue(work("i1", at=110))
+    engine.enqueue(work("i2", at=110))
+    assert offers(engine.tick()) == [("i1", first), ("i2", second)]
+    assert engine.counters.clock_regressions == 1
+    assert engine.verify() == []
+
+
+def test_given_an_indexed_agent_when_its_skills_change_then_routing_uses_the_new_skills() -> None:
+    engine, clock = engine_with(queue(SUPPORT, "support>=3"), queue(SALES, "sales>=2"))
+    a1 = agent(engine, "a1", support=5)
+    engine.enqueue(work("s1", SALES))
+    assert offers(engine.tick()) == []
+    # a supervisor moves the ready agent from support to sales while it waits in the index
+    engine.set_agent(AgentProfile(a1, {"sales": 2}, frozenset({"en"})))
+    assert engine.verify() == []
+    assert offers(engine.tick()) == [("s1", a1)]
+    engine.accept(a1, ItemId("s1"))
+    engine.complete(a1, ItemId("s1"))
+    clock.now = 5
+    engine.enqueue(work("p1", SUPPORT, at=5))
+    assert offers(engine.tick()) == []  # no longer a support agent
+    assert engine.unmatched() == []
+    assert engine.verify() == []
+
+
 def test_given_no_answer_when_the_ring_times_out_then_the_item_returns_and_agent_is_missed() -> (
     None
 ):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from acd.domain.agents import AgentId, AgentProfile, AgentStatus, Capacity
 from acd.domain.queues import Queue, SkillExpression, Strategy
-from acd.domain.routing import fair_key, select
+from acd.domain.routing import SelectionRequest, fair_key, select
 from acd.domain.work import Channel, ItemId, QueueId, WorkItem
 
 
@@ -25,17 +25,10 @@ def view(name: str, ordinal: int, idle_since: float = 0.0, **skills: int) -> Vie
 def choose(strategy: Strategy, views: list[View], rr_cursor: int = -1) -> str | None:
     queue = Queue(QueueId("q"), SkillExpression.parse("support>=2"), strategy=strategy)
     item = WorkItem(ItemId("i"), Channel.CALL, QueueId("q"), 0.0)
-    selection = select(
-        item_id=item.item_id,
-        queue=queue.queue_id,
-        strategy=strategy,
-        rule=queue.rule_at(item, 0.0),
-        priority=0,
-        waited=0.0,
-        candidates=views,
-        now=100.0,
-        rr_cursor=rr_cursor,
+    request = SelectionRequest(
+        item.item_id, queue.queue_id, strategy, queue.rule_at(item, 0.0), 0, 0.0, 100.0, rr_cursor
     )
+    selection = select(request, views)
     return None if selection is None else selection.agent_id
 
 
@@ -68,14 +61,8 @@ def test_no_eligible_agent_gives_no_selection() -> None:
 def test_an_agent_without_free_capacity_is_rejected_with_the_reason() -> None:
     queue = Queue(QueueId("q"))
     item = WorkItem(ItemId("i"), Channel.CHAT, QueueId("q"), 0.0)
-    selection = select(
-        item_id=item.item_id,
-        queue=queue.queue_id,
-        strategy=Strategy.LONGEST_IDLE,
-        rule=queue.rule_at(item, 0.0),
-        priority=0,
-        waited=0.0,
-        candidates=[view("voice-only", 0, support=3)],
-        now=1.0,
+    request = SelectionRequest(
+        item.item_id, queue.queue_id, Strategy.LONGEST_IDLE, queue.rule_at(item, 0.0), 0, 0.0, 1.0
     )
+    selection = select(request, [view("voice-only", 0, support=3)])
     assert selection is None

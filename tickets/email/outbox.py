@@ -346,7 +346,8 @@ class OutboxPolicy:
     max_attempts: int = 8
     base_delay: float = 30.0
     max_delay: float = 3600.0
-    send_timeout: float = 30.0  # the lease: a claimed row is retried after 3x this
+    # the longest one submission may take; a claimed batch of n rows is leased for (n + 1) x this
+    send_timeout: float = 30.0
     batch: int = 20
     idle_poll: float = 5.0
 
@@ -397,9 +398,14 @@ class OutboxSender:
         for job in jobs:
             error: EmailDeliveryError | None = None
             try:
-                await self.relay.send_bytes(job.message_id, job.sender, job.recipients, job.raw)
+                async with asyncio.timeout(self.policy.send_timeout):
+                    await self.relay.send_bytes(job.message_id, job.sender, job.recipients, job.raw)
             except EmailDeliveryError as err:
                 error = err
+            except TimeoutError:
+                error = EmailDeliveryError(
+                    f"the relay did not take {job.message_id} within {self.policy.send_timeout} s"
+                )
             await self._record(job, error)
         return len(jobs)
 
@@ -417,9 +423,11 @@ class OutboxSender:
             )
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            lease = timedelta(seconds=self.policy.send_timeout * 3)
+            entries = list((await session.execute(query)).scalars())
+            # sent one after the other: the last row of the batch must still be ours when it goes
+            lease = timedelta(seconds=self.policy.send_timeout * (len(entries) + 1))
             jobs = []
-            for entry in (await session.execute(query)).scalars():
+            for entry in entries:
                 entry.next_attempt_at = now + lease
                 jobs.append(
                     _Job(

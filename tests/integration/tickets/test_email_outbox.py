@@ -498,30 +498,7 @@ async def test_given_two_nodes_sending_then_every_mail_leaves_exactly_once(
     second = build_outbound_mail(db, settings, policy=FAST)
     assert first is not None
     assert second is not None
-    async with db.sessions.begin() as session:
-        repo = TicketRepository(session)
-        directory = CustomerDirectory(session)
-        for index in range(12):
-            found = await directory.find_or_create(
-                IdentityKind.EMAIL, f"customer{index}@example.org", actor="t"
-            )
-            ticket = await repo.create(
-                subject=f"Question {index}",
-                channel=Channel.EMAIL,
-                actor="t",
-                customer_id=found.customer.id,
-            )
-            to = await first.customer_mail.reply_recipient(session, ticket)
-            assert to == f"customer{index}@example.org"
-            reply = await repo.add_message(
-                ticket,
-                channel=Channel.EMAIL,
-                direction=Direction.OUTBOUND,
-                author_kind=AuthorKind.AGENT,
-                body=f"Answer {index}",
-                actor="t",
-            )
-            await first.customer_mail.agent_reply(session, ticket, reply, to)
+    await queue_replies(db, first, 12)
     async with running(first.sender.run), running(second.sender.run):
         await eventually(
             partial(all_sent, db, 12), 20, "all twelve outbox rows sent by the two nodes"
@@ -535,3 +512,64 @@ async def all_sent(db: Database, count: int) -> bool:
     async with db.sessions() as session:
         query = select(MailOutboxEntry).where(MailOutboxEntry.status == OutboxStatus.SENT)
         return len((await session.execute(query)).scalars().all()) == count
+
+
+async def queue_replies(db: Database, outbound: OutboundMail, count: int) -> None:
+    """``count`` email tickets, each with an agent reply queued for its customer."""
+    async with db.sessions.begin() as session:
+        repo = TicketRepository(session)
+        directory = CustomerDirectory(session)
+        for index in range(count):
+            found = await directory.find_or_create(
+                IdentityKind.EMAIL, f"customer{index}@example.org", actor="t"
+            )
+            ticket = await repo.create(
+                subject=f"Question {index}",
+                channel=Channel.EMAIL,
+                actor="t",
+                customer_id=found.customer.id,
+            )
+            to = await outbound.customer_mail.reply_recipient(session, ticket)
+            assert to == f"customer{index}@example.org"
+            reply = await repo.add_message(
+                ticket,
+                channel=Channel.EMAIL,
+                direction=Direction.OUTBOUND,
+                author_kind=AuthorKind.AGENT,
+                body=f"Answer {index}",
+                actor="t",
+            )
+            await outbound.customer_mail.agent_reply(session, ticket, reply, to)
+
+
+async def test_given_a_relay_that_never_answers_then_each_try_times_out_and_the_mail_ends_dead(
+    db: Database, tmp_path: Path
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection, never greets
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = replace(FAST, send_timeout=0.2, max_attempts=2)
+    outbound = build_outbound_mail(db, email_settings(tmp_path, port), policy=policy)
+    assert outbound is not None
+    await queue_replies(db, outbound, 1)
+    try:
+        async with running(outbound.sender.run):
+
+            async def dead() -> bool:
+                async with db.sessions() as session:
+                    entry = (await session.execute(select(MailOutboxEntry))).scalar_one()
+                    return entry.status == OutboxStatus.DEAD
+
+            await eventually(dead, 10, "the outbox row dead after two timed-out tries")
+    finally:
+        server.close()
+        await server.wait_closed()
+    async with db.sessions() as session:
+        entry = (await session.execute(select(MailOutboxEntry))).scalar_one()
+        notes = (await session.execute(select(Message).where(Message.internal))).scalars().all()
+    assert entry.attempts == 2
+    assert "did not take" in entry.last_error
+    assert len(notes) == 1

@@ -1,6 +1,7 @@
 """A private Dovecot IMAP server for tests: generated config in a temp dir, own port, no systemd.
 
-Plaintext LOGIN on 127.0.0.1 only, without the delays Dovecot adds after a failed login,
+Plaintext LOGIN on 127.0.0.1 (and IMAPS with a self-signed certificate when openssl is
+there), without the delays Dovecot adds after a failed login,
 one passwd-file per user (re-read by Dovecot when it changes, so a test can fix a wrong password
 while a client retries), Maildir under the temp dir. Run as
 root, Dovecot insists that its login and mail processes are not root: they run as ``dovenull``
@@ -58,10 +59,31 @@ class Dovecot:
         self.root = Path(tempfile.mkdtemp(prefix="callcenter-dovecot-"))
         self.root.chmod(0o711)
         self.port = _free_port()
+        self.tls_port = _free_port()
+        self.cert: Path | None = None  # the self-signed certificate of the TLS port, if any
         self.passwd = self.root / "users"
         self.users: dict[str, str] = {}
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_config()
+
+    def _self_signed(self) -> str:
+        """``ssl`` settings: a certificate for 127.0.0.1 made with openssl, or TLS off."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            self.tls_port = 0
+            return "ssl = no"
+        cert, key = self.root / "cert.pem", self.root / "key.pem"
+        subprocess.run(
+            [
+                *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+                *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.cert = cert
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
 
     def _write_config(self) -> None:
         mail = self.root / "mail"
@@ -80,13 +102,14 @@ class Dovecot:
             login = internal = owner.pw_name
             group = grp.getgrgid(owner.pw_gid).gr_name
             extra = "service imap-login {\n  chroot =\n}\n"
+        ssl = self._self_signed()
         (self.root / "dovecot.conf").write_text(
             f"""base_dir = {self.root}/run
 state_dir = {self.root}/state
 instance_name = callcenter-test-{self.port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -116,7 +139,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
   }}
 }}
 {extra}"""
@@ -184,6 +208,8 @@ service imap-login {{
         finally:
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 imap.logout()
+            with contextlib.suppress(OSError):
+                imap.shutdown()  # logout does not when its command failed
 
     def append(self, user: str, raw: bytes, folder: str = "INBOX", flags: str = "") -> int:
         """APPEND ``raw`` to ``folder``; the new message's UID (from APPENDUID)."""

@@ -38,6 +38,7 @@ import random
 import re
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -143,6 +144,8 @@ class ImapSettings:
             raise ValueError("IMAP batch and max_attempts must be at least 1")
         if self.after_store is AfterStore.MOVE and not self.move_to:
             raise ValueError("IMAP after_store=move needs move_to")
+        if not (self.folder + self.move_to).isascii():
+            raise ValueError("IMAP folder names must be ASCII (modified UTF-7 is not supported)")
 
     @property
     def where(self) -> str:
@@ -219,6 +222,8 @@ class _Connection:
         self.uidvalidity = 0
         self.capabilities: frozenset[str] = frozenset()
         self.keywords = False
+        self._lock = threading.Lock()  # open() in a worker thread may outlive a cancelled run()
+        self._closed = False
 
     # -- helpers --------------------------------------------------------------------------------
     def _client(self) -> imaplib.IMAP4:
@@ -243,17 +248,23 @@ class _Connection:
     # -- session --------------------------------------------------------------------------------
     def open(self) -> None:
         s = self.settings
+        imap: imaplib.IMAP4
         try:
             if s.tls:
                 context = self.ssl_context or ssl.create_default_context()
-                self.imap = imaplib.IMAP4_SSL(
-                    s.host, s.port, ssl_context=context, timeout=s.timeout
-                )
+                imap = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=context, timeout=s.timeout)
             else:
-                self.imap = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
+                imap = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
         except (imaplib.IMAP4.error, OSError, EOFError) as err:
             raise ImapConnectionLost(f"IMAP {s.where}: cannot connect: {err}") from err
-        imap = self.imap
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self.imap = imap
+        if closed:  # closed while connecting: nobody will use or close this socket
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                imap.shutdown()
+            raise ImapConnectionLost(f"IMAP {s.where}: closed while connecting")
         try:
             imap.login(s.username, s.password)
         except imaplib.IMAP4.abort as err:
@@ -265,6 +276,9 @@ class _Connection:
         data = self._run("CAPABILITY", imap.capability)
         words = b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
         self.capabilities = frozenset(w.decode("ascii", "replace") for w in words)
+        if s.after_store is AfterStore.MOVE:  # a missing target fails here, not after a store
+            target = _quote(s.move_to)
+            self._run(f"STATUS {s.move_to}", lambda: imap.status(target, "(MESSAGES)"))
         self._run(f"SELECT {s.folder}", lambda: imap.select(_quote(s.folder)))
         validity = imap.response("UIDVALIDITY")[1]
         self.uidvalidity = int(validity[0]) if validity and validity[0] else 0
@@ -281,7 +295,9 @@ class _Connection:
 
     def close(self) -> None:
         """Close the connection (no LOGOUT round trip); never raises. In the worker thread."""
-        imap, self.imap = self.imap, None
+        with self._lock:
+            self._closed = True
+            imap, self.imap = self.imap, None
         if imap is not None:
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 imap.shutdown()
@@ -401,12 +417,12 @@ class ImapPoller:
                     failures = 0
                     if report.remaining == 0:
                         await asyncio.sleep(self.settings.interval)
-            except ImapLoginRefused as err:
-                failures += 1
-                self._failed(logging.ERROR, str(err), failures)
-            except ImapPollError as err:
+            except ImapConnectionLost as err:
                 failures += 1
                 self._failed(logging.WARNING, str(err), failures)
+            except ImapPollError as err:  # refused login, missing folder: the operator must act
+                failures += 1
+                self._failed(logging.ERROR, str(err), failures)
             except self._transient as err:
                 failures += 1
                 what = f"IMAP {self.settings.where}: help desk could not store mail: {err!r}"
@@ -443,27 +459,23 @@ class ImapPoller:
         log.log(level, "%s; retrying (failure %d), nothing lost", reason, failures)
 
     async def poll_once(self, connection: _Connection) -> PassReport:
-        """One pass over the folder's unseen messages on an open connection."""
+        """One pass on an open connection: marks still owed first, then the unseen messages."""
         s = self.settings
         validity = connection.uidvalidity
         for key in [k for k in self._marks if k[0] != validity]:
             del self._marks[key]  # UIDVALIDITY changed: those UIDs name other messages now
+        counts = dict.fromkeys(_Outcome, 0)
+        for key in sorted(self._marks):  # stored (or given up) before a connection was lost
+            await self._write(connection, key, counts)
         unseen = await self._io(connection, connection.unseen)
         batch = unseen[: s.batch]
-        fresh = [uid for uid in batch if (validity, uid) not in self._marks]
-        sizes = await self._io(connection, connection.sizes, fresh) if fresh else {}
-        counts = dict.fromkeys(_Outcome, 0)
+        sizes = await self._io(connection, connection.sizes, batch) if batch else {}
         for uid in batch:
             key = (validity, uid)
-            mark = self._marks.get(key) or await self._take(connection, key, sizes.get(uid))
-            if mark is None:
-                continue
-            self._marks[key] = mark
-            await self._io(connection, connection.flag, uid, mark.flags)
-            if mark.relocate:
-                await self._io(connection, connection.relocate, uid)
-            del self._marks[key]
-            counts[mark.outcome] += 1
+            mark = await self._take(connection, key, sizes.get(uid))
+            if mark is not None:
+                self._marks[key] = mark  # owed until written, even across a reconnect
+                await self._write(connection, key, counts)
         self.stats.passes += 1
         return PassReport(
             stored=counts[_Outcome.STORED],
@@ -471,6 +483,16 @@ class ImapPoller:
             given_up=counts[_Outcome.GIVEN_UP],
             remaining=max(len(unseen) - s.batch, 0),
         )
+
+    async def _write(
+        self, connection: _Connection, key: tuple[int, int], counts: dict[_Outcome, int]
+    ) -> None:
+        uid, mark = key[1], self._marks[key]
+        await self._io(connection, connection.flag, uid, mark.flags)
+        if mark.relocate:
+            await self._io(connection, connection.relocate, uid)
+        del self._marks[key]
+        counts[mark.outcome] += 1
 
     async def _take(
         self, connection: _Connection, key: tuple[int, int], size: int | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -117,12 +118,15 @@ class World:
         password: str | None = None,
         port: int | None = None,
         command_timeout: float = 30.0,
+        folder: str = "INBOX",
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> ImapPoller:
         """A poller on this mailbox with quick passes and short back-offs."""
         settings = ImapSettings(
             "127.0.0.1",
             port=self.mailbox.server.port if port is None else port,
-            tls=False,
+            tls=tls,
             username=self.mailbox.user,
             password=self.mailbox.password if password is None else password,
             interval=0.05,
@@ -130,12 +134,13 @@ class World:
             backoff_initial=0.05,
             backoff_max=0.2,
             command_timeout=command_timeout,
+            folder=folder,
             max_message_bytes=max_message_bytes,
             max_attempts=max_attempts,
             after_store=after_store,
             move_to=move_to,
         )
-        return ImapPoller(self.pipeline, settings)
+        return ImapPoller(self.pipeline, settings, ssl_context=ssl_context)
 
 
 @pytest.fixture
@@ -357,6 +362,40 @@ async def test_given_a_wrong_password_then_login_refused_is_logged_and_retried_u
     assert configured not in caplog.text
 
 
+async def test_given_tls_then_the_certificate_is_verified_and_a_trusted_one_is_polled(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = world.mailbox.server
+    if server.cert is None:
+        pytest.skip("openssl not installed: no certificate for Dovecot's TLS port")
+    world.mailbox.append(mail(message_id="tls@example.org"))
+    with caplog.at_level(logging.WARNING, logger="tickets.email.imap_poll"):
+        async with polling(world.poller(port=server.tls_port, tls=True)) as untrusting:
+            await eventually_true(lambda: untrusting.stats.failures >= 2, WAIT, "TLS refused")
+            assert untrusting.stats.connects == 0
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text  # the system CAs do not know it
+    assert await tickets(world.db) == []
+    trusting = ssl.create_default_context(cafile=str(server.cert))
+    async with polling(world.poller(port=server.tls_port, tls=True, ssl_context=trusting)):
+        await ticket_count(world.db, 1)
+        await all_seen(world.mailbox)
+
+
+async def test_given_a_missing_folder_then_the_error_names_it_and_polling_starts_once_it_exists(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, user = world.mailbox.server, world.mailbox.user
+    with caplog.at_level(logging.WARNING, logger="tickets.email.imap_poll"):
+        async with polling(world.poller(folder="Support Queue")) as poller:
+            await eventually_true(lambda: poller.stats.failures >= 2, WAIT, "SELECT retried")
+            server.create_folder(user, '"Support Queue"')
+            world.mailbox.append(mail(message_id="queue@example.org"), '"Support Queue"')
+            await ticket_count(world.db, 1)
+    missing = [r for r in caplog.records if "SELECT Support Queue answered NO" in r.getMessage()]
+    assert missing
+    assert all(r.levelno == logging.ERROR for r in missing)
+
+
 async def test_given_a_malformed_message_then_it_is_kept_raw_and_flagged_for_review(
     world: World,
 ) -> None:
@@ -451,9 +490,13 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
     """A server that keeps every read busy (Dovecot's "Waiting for authentication process"
     lines) but never answers the command: only the whole-command deadline ends the wait."""
     logins = 0
+    handlers: set[asyncio.Task[None]] = set()
 
     async def stalling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal logins
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         writer.write(b"* OK [CAPABILITY IMAP4rev1] stalling test server\r\n")
         try:
             while line := await reader.readline():
@@ -467,7 +510,7 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
                         await writer.drain()
                         await asyncio.sleep(0.05)
                 await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             writer.close()
@@ -480,6 +523,9 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
                 await eventually_true(lambda: poller.stats.failures >= 2, WAIT, "two timeouts")
     finally:
         server.close()
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
     assert logins >= 2  # it reconnected and tried again
     assert "no complete answer within 0.5 s" in caplog.text

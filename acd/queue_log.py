@@ -22,6 +22,8 @@ ABANDON               position|origposition|waittime               ItemCancelled
 EXITWITHTIMEOUT       position|origposition|waittime               ItemCancelled timeout/expired
 EXITEMPTY             position|origposition|waittime               ItemCancelled empty
 EXITWITHKEY           key|position|origposition|waittime           ItemCancelled callback/key:<k>
+EXITWITHTIMEOUT, then position|origposition|waittime in the source  ItemOverflowed (call)
+ENTERQUEUE            url|callerid|position in the target queue
 RINGNOANSWER          ringtime (ms)                                OfferMissed, OfferTimedOut
 RINGCANCELED          ringtime (ms)                                cancel of an item being rung
 ADDMEMBER             "" or PAUSED (callid MANAGER)                AgentLoggedIn
@@ -36,6 +38,13 @@ the fact's ``at`` in seconds. ``callid`` is the caller channel's ``Uniqueid`` fr
 original position is 1 + the calls of that queue waiting when the item entered, the position at
 the end 1 + those still waiting that entered before it. The caller ID is left empty: caller
 numbers never reach the stream. Only ``call`` items are logged (the file is Asterisk's view).
+
+An overflow is written the way app_queue.c reports a caller whose ``Queue()`` timed out and whose
+dialplan then queues it elsewhere: ``EXITWITHTIMEOUT`` in the source queue (position there, its
+original position, the wait in that queue), then ``ENTERQUEUE`` in the target with the position
+there, which becomes the original position for the target's later lines. Wait and hold times
+in a queue count from entering *that* queue, as each ``Queue()`` in Asterisk starts its own
+clock (``qe.start``); positions keep the item's place in the one fair order (its first enqueue).
 A repeated entry (same id) writes nothing; a malformed one writes nothing and is counted.
 
 Member lines name the agent by ``member_name(agent_id)`` (default: the id) and go to the queues
@@ -80,6 +89,7 @@ class _Call:
     queue: str = ""
     callid: str = ""
     enq_ms: int = 0
+    entered_ms: int = 0  # when it entered its current queue (an overflow), else enq_ms
     priority: int = 0
     seq: int = 0
     orig_pos: int = 1
@@ -155,6 +165,7 @@ class QueueLogTranslator:
                 return []
             call.queue = f["queue"]
             call.enq_ms = int(f["enq"]) if f.get("enq") else at
+            call.entered_ms = call.enq_ms
             call.priority = int(f.get("priority") or 0)
             self._seq += 1
             call.seq = self._seq
@@ -180,6 +191,8 @@ class QueueLogTranslator:
         if kind in ("OfferMissed", "OfferTimedOut"):
             agent, started = call.offers.pop(f.get("offer", ""), (f.get("agent", ""), at))
             return [self._ring(call, epoch, agent, "RINGNOANSWER", at - started)]
+        if kind == "ItemOverflowed":
+            return self._overflow(call, epoch, at, f["from"], f["to"])
         if kind == "ItemRequeued":
             call.offers.pop(f.get("offer", ""), None)
             return []
@@ -193,7 +206,7 @@ class QueueLogTranslator:
             agent, started = call.offers.pop(f.get("offer", ""), (f.get("agent", ""), at))
             answered = call.answered_ms if call.answered_ms is not None else at
             call.waiting, call.agent, call.answered_ms = False, agent, answered
-            data = (_s(answered - call.enq_ms), call.peer, _s(answered - started))
+            data = (_s(answered - call.entered_ms), call.peer, _s(answered - started))
             return [
                 QueueLogLine(
                     epoch, call.callid, call.queue, self._member_name(agent), "CONNECT", data
@@ -217,7 +230,7 @@ class QueueLogTranslator:
             self._ring(call, epoch, agent, "RINGCANCELED", at - started)
             for agent, started in call.offers.values()
         ]
-        pos, wait = str(self._position(call)), _s(at - call.enq_ms)
+        pos, wait = str(self._position(call)), _s(at - call.entered_ms)
         call.waiting, call.done = False, True
         call.offers.clear()
         where = (call.callid, call.queue, "NONE")
@@ -238,6 +251,28 @@ class QueueLogTranslator:
             out.append(QueueLogLine(epoch, *where, "ABANDON", (pos, str(call.orig_pos), wait)))
         return out
 
+    def _overflow(
+        self, call: _Call, epoch: int, at: int, source: str, target: str
+    ) -> list[QueueLogLine]:
+        if not call.waiting or call.queue != source or not target or target == source:
+            return []  # a repeat of the move (another id), or not waiting in that queue
+        position, wait = str(self._position(call)), _s(at - call.entered_ms)
+        left = QueueLogLine(
+            epoch,
+            call.callid,
+            source,
+            "NONE",
+            "EXITWITHTIMEOUT",
+            (position, str(call.orig_pos), wait),
+        )
+        call.queue, call.entered_ms = target, at
+        call.offers.clear()
+        call.orig_pos = self._position(call)
+        entered = QueueLogLine(
+            epoch, call.callid, target, "NONE", "ENTERQUEUE", ("", "", str(call.orig_pos))
+        )
+        return [left, entered]
+
     def _complete(
         self, call: _Call, kind: str, epoch: int, at: int, f: Mapping[str, str]
     ) -> list[QueueLogLine]:
@@ -245,7 +280,7 @@ class QueueLogTranslator:
             return []
         call.done = True
         agent = self._member_name(call.agent or f.get("agent", ""))
-        hold, talk = _s(call.answered_ms - call.enq_ms), _s(at - call.answered_ms)
+        hold, talk = _s(call.answered_ms - call.entered_ms), _s(at - call.answered_ms)
         if kind == "CallCompleted" and f.get("talk_ms"):
             talk = _s(int(f["talk_ms"]))
         where = (epoch, call.callid, call.queue, agent)

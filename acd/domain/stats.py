@@ -36,6 +36,15 @@ offered or abandoned in the rates below, as Genesys and Connect do; 0 disables t
   ``wrap_until``; hold from ``CallHeld``/``CallRetrieved`` pairs);
 * abandon rate = (abandoned - short abandons) / (offered - short abandons).
 
+Overflow (``ItemOverflowed``: from, to) splits an item into one *leg* per queue it waited in,
+as Asterisk reporting sees a caller that leaves one ``Queue()`` with EXITWITHTIMEOUT and enters
+the next with ENTERQUEUE: the source queue counts it offered and ``overflowed`` (out; an
+outcome of its own, outside the service level's denominator, like a callback), in the interval
+it entered that queue; the target queue counts it offered and ``overflowed_in``, in the interval
+of the move, with the item's final outcome, its waits (ASA, abandon wait, service level)
+measured from the move, as each ``Queue()`` starts its own clock. The legs are ordered by the
+moves' times, so the moves may arrive in any order; a repeated move is one move.
+
 Live figures (:meth:`QueueStatistics.now`) are the items still waiting per queue with the
 longest wait, and the agents by state with the precedence of the Redis scripts (logged out,
 reserved, on work, wrap-up, missed, paused, ready); an agent's availability facts are applied
@@ -141,6 +150,7 @@ class _Acc:
     callbacks: int = 0
     other_exits: int = 0
     overflowed: int = 0
+    overflowed_in: int = 0
     wait_sum: float = 0.0
     max_wait: float = 0.0
     abandon_wait_sum: float = 0.0
@@ -172,7 +182,10 @@ class IntervalStats:
     timed_out: int = 0
     callbacks: int = 0
     other_exits: int = 0
+    #: Items that left this queue for another (overflow out).
     overflowed: int = 0
+    #: Items that entered this queue from another (overflow in; counted in ``offered`` too).
+    overflowed_in: int = 0
     wait_sum: float = 0.0
     max_wait: float = 0.0
     abandon_wait_sum: float = 0.0
@@ -265,7 +278,17 @@ class _Item:
     retrieves: set[int] = field(default_factory=set)
     offers: dict[str, str] = field(default_factory=dict)  # pending offer id -> agent
     ended_offers: set[str] = field(default_factory=set)
-    overflowed: bool = False
+    entry_queue: str = ""  # the queue of ItemEnqueued, whatever arrives first
+    moves: set[tuple[int, str, str]] = field(default_factory=set)  # (at, from, to)
+
+    def legs(self) -> list[tuple[str, int | None]]:
+        """(queue, entered at; None for the first: its enqueue time) in the order waited in."""
+        first = self.entry_queue or self.queue
+        legs: list[tuple[str, int | None]] = [(first, None)]
+        for at, source, target in sorted(self.moves):
+            if source == legs[-1][0] and target != source:
+                legs.append((target, at))
+        return legs
 
     def answer_ms(self) -> int | None:
         if self.answered_ms is not None:
@@ -389,6 +412,8 @@ class QueueStatistics:
             self.late += 1
             return Applied.LATE
         if kind in ("ItemEnqueued", "CallQueued"):
+            if kind == "ItemEnqueued":
+                item.entry_queue = f["queue"]
             enq = _int(f["enq"]) if f.get("enq") else at
             item.enq_ms = enq if item.enq_ms is None else min(item.enq_ms, enq)
             item.channel = (
@@ -436,7 +461,10 @@ class QueueStatistics:
         elif kind == "CallRetrieved":
             item.retrieves.add(at)
         elif kind == "ItemOverflowed":
-            item.overflowed = True
+            source, target = f["from"], f["to"]
+            if not source or not target or source == target:
+                raise ValueError(f"bad overflow {source!r} -> {target!r}")
+            item.moves.add((at, source, target))
         else:
             return Applied.IGNORED
         return Applied.APPLIED
@@ -483,18 +511,32 @@ class QueueStatistics:
     def _index(self, at_ms: int) -> int:
         return int((at_ms - self.config.origin_ms) // (self.config.interval * 1000))
 
-    def _contribution(self, item: _Item) -> tuple[tuple[str, int], _Acc] | None:
-        if not item.queue:
-            return None
+    def _contributions(self, item: _Item) -> list[tuple[tuple[str, int], _Acc]]:
+        """What the item adds to each (queue, interval): one leg per queue it waited in."""
+        if not item.queue and not item.entry_queue:
+            return []
         enq = item.enq_ms if item.enq_ms is not None else item.first_seen_ms
-        acc = _Acc(offered=1, overflowed=int(item.overflowed))
+        legs = item.legs()
+        out = []
+        for queue, entered in legs[:-1]:
+            start = enq if entered is None else entered
+            out.append(((queue, self._index(start)), _Acc(offered=1, overflowed=1)))
+        queue, entered = legs[-1]
+        start = enq if entered is None else entered
+        acc = _Acc(offered=1, overflowed_in=int(entered is not None))
+        self._outcome(item, acc, start, moved=entered is not None)
+        out.append(((queue, self._index(start)), acc))
+        return out
+
+    def _outcome(self, item: _Item, acc: _Acc, start: int, *, moved: bool) -> None:
+        """The item's outcome in the queue it ended in, waits counted from ``start``."""
         threshold_ms = self.config.threshold * 1000
         outcome = item.outcome()
         if outcome is _Outcome.ANSWERED:
             answer = item.answer_ms()
             assert answer is not None
-            wait_ms = item.answer_wait_ms if item.answer_wait_ms is not None else answer - enq
-            wait_ms = max(0, wait_ms)
+            given = None if moved else item.answer_wait_ms
+            wait_ms = max(0, given if given is not None else answer - start)
             acc.answered = 1
             acc.answered_in_sl = int(wait_ms <= threshold_ms)
             acc.wait_sum = wait_ms / 1000
@@ -505,8 +547,8 @@ class QueueStatistics:
                 acc.talk_sum, acc.hold_sum, acc.wrap_sum = handled
         elif outcome is _Outcome.ABANDONED:
             assert item.leave_ms is not None
-            wait_ms = item.leave_wait_ms if item.leave_wait_ms is not None else item.leave_ms - enq
-            wait_ms = max(0, wait_ms)
+            given = None if moved else item.leave_wait_ms
+            wait_ms = max(0, given if given is not None else item.leave_ms - start)
             acc.abandoned = 1
             acc.abandoned_in_sl = int(wait_ms <= threshold_ms)
             acc.short_abandoned = int(wait_ms <= self.config.short_abandon * 1000)
@@ -517,7 +559,6 @@ class QueueStatistics:
             acc.callbacks = 1
         elif outcome is _Outcome.OTHER:
             acc.other_exits = 1
-        return (item.queue, self._index(enq)), acc
 
     @staticmethod
     def _handle(item: _Item, answer: int) -> tuple[float, float, float] | None:
@@ -542,14 +583,11 @@ class QueueStatistics:
             out[key] = _Acc()
             out[key].add(acc)
         for item in self._items.values():
-            contribution = self._contribution(item)
-            if contribution is None:
-                continue
-            key, acc = contribution
-            if key in out:
-                out[key].add(acc)
-            else:
-                out[key] = acc
+            for key, acc in self._contributions(item):
+                if key in out:
+                    out[key].add(acc)
+                else:
+                    out[key] = acc
         return out
 
     def intervals(self) -> dict[tuple[str, int], IntervalStats]:
@@ -576,9 +614,10 @@ class QueueStatistics:
         on_work: set[str] = set()
         for item in self._items.values():
             outcome = item.outcome()
-            if outcome is _Outcome.WAITING and item.queue:
+            if outcome is _Outcome.WAITING and (item.queue or item.entry_queue):
+                queue, entered = item.legs()[-1]
                 enq = item.enq_ms if item.enq_ms is not None else item.first_seen_ms
-                waiting.setdefault(item.queue, []).append(enq)
+                waiting.setdefault(queue, []).append(enq if entered is None else entered)
                 reserved.update(item.offers.values())
             elif outcome is _Outcome.ANSWERED and item.completed_ms is None and item.agent:
                 on_work.add(item.agent)
@@ -600,10 +639,9 @@ class QueueStatistics:
             if item.finished() and _last_ms(item) < before_ms
         ]
         for item_id in done:
-            contribution = self._contribution(self._items.pop(item_id))
+            contributions = self._contributions(self._items.pop(item_id))
             self._pruned.add(item_id)
-            if contribution is not None:
-                key, acc = contribution
+            for key, acc in contributions:
                 self._folded.setdefault(key, _Acc()).add(acc)
         return len(done)
 
@@ -626,6 +664,7 @@ def _agent_state(agent: _Agent, reserved: bool, on_work: bool, now_ms: int) -> s
 
 def _last_ms(item: _Item) -> int:
     times = [item.first_seen_ms, item.leave_ms, item.completed_ms, item.wrap_until_ms]
+    times += [at for at, _, _ in item.moves]
     return max(t for t in times if t is not None)
 
 

@@ -191,3 +191,85 @@ def test_given_a_call_fact_when_encoded_and_decoded_then_it_round_trips() -> Non
         decode_call_event("CallAbandoned", {"item": "c", "queue": "q", "wait_ms": "x"})
     with pytest.raises(ValueError, match="missing field"):
         decode_call_event("CallAnswered", {"item": "c"})
+
+
+def overflow_day() -> Stream:
+    """i1 waits 60 s in support, overflows to sales and is answered 15 s later; i2 overflows at
+    40 s and abandons 10 s later in sales; i3 stays in support and is answered."""
+    s = Stream()
+    s.add("ItemEnqueued", 0, item="i1", channel="call", queue="support", enq=0)
+    s.add("ItemEnqueued", 10, item="i2", channel="call", queue="support", enq=10_000)
+    s.add("ItemEnqueued", 20, item="i3", channel="call", queue="support", enq=20_000)
+    s.add("ItemAssigned", 25, item="i3", agent="a2", offer="o3", queue="support")
+    s.add("ItemOverflowed", 50, item="i2", **{"from": "support", "to": "sales"}, reason="overflow")
+    s.add("ItemOverflowed", 60, item="i1", **{"from": "support", "to": "sales"}, reason="overflow")
+    s.add("ItemCancelled", 60, item="i2", queue="sales", reason="abandoned")
+    s.add("ItemAssigned", 75, item="i1", agent="a1", offer="o1", queue="sales")
+    return s
+
+
+def test_given_overflows_then_the_source_counts_them_out_and_the_target_offered_in() -> None:
+    stats = QueueStatistics(StatsConfig(interval=3600, threshold=20, short_abandon=0))
+    stats.apply_all(overflow_day().entries)
+    support, sales = stats.totals()["support"], stats.totals()["sales"]
+    assert (support.offered, support.overflowed, support.answered) == (3, 2, 1)
+    assert support.overflowed_in == 0
+    assert support.ended == 1  # the overflows are not in the service level's denominator
+    assert support.service_level == 1.0
+    assert (sales.offered, sales.overflowed_in, sales.overflowed) == (2, 2, 0)
+    assert (sales.answered, sales.abandoned) == (1, 1)
+    assert sales.asa == 15.0  # measured from the move into sales, as Asterisk's second Queue()
+    assert sales.average_abandon_wait == 10.0
+    assert sales.answered_in_sl == 1
+
+
+def test_given_overflow_facts_in_any_order_and_repeated_then_the_figures_are_the_same() -> None:
+    entries = overflow_day().entries
+    expected = QueueStatistics(StatsConfig(interval=3600))
+    expected.apply_all(entries)
+    rng = random.Random(4)
+    for _ in range(20):
+        shuffled = entries + [
+            Entry(f"r{n}", e.kind, e.at_ms, e.fields) for n, e in enumerate(entries)
+        ]
+        rng.shuffle(shuffled)
+        stats = QueueStatistics(StatsConfig(interval=3600))
+        stats.apply_all(shuffled)
+        assert stats.totals() == expected.totals()
+
+
+def test_given_a_waiting_item_that_overflowed_then_it_waits_live_in_the_target_queue() -> None:
+    s = Stream()
+    s.add("ItemEnqueued", 0, item="i1", channel="call", queue="support", enq=0)
+    s.add("ItemOverflowed", 30, item="i1", **{"from": "support", "to": "sales"})
+    stats = QueueStatistics()
+    stats.apply_all(s.entries)
+    live = stats.now(45_000)
+    assert set(live.queues) == {"sales"}
+    assert live.queues["sales"].longest_wait == 15.0
+
+
+def test_given_a_malformed_overflow_then_it_is_rejected_and_nothing_else_changes() -> None:
+    s = Stream()
+    s.add("ItemEnqueued", 0, item="i1", channel="call", queue="support", enq=0)
+    bad = s.add("ItemOverflowed", 30, item="i1", **{"from": "support", "to": "support"})
+    missing = s.add("ItemOverflowed", 31, item="i1", **{"from": "support"})
+    stats = QueueStatistics()
+    assert stats.apply(s.entries[0]) is Applied.APPLIED
+    assert stats.apply(bad) is Applied.REJECTED
+    assert stats.apply(missing) is Applied.REJECTED
+    assert stats.totals()["support"].offered == 1
+    assert stats.totals()["support"].overflowed == 0
+
+
+def test_given_overflowed_items_when_pruned_then_both_queues_keep_their_figures() -> None:
+    stats = QueueStatistics(StatsConfig(interval=3600, short_abandon=0))
+    stats.apply_all(overflow_day().entries)
+    before = stats.totals()
+    stats.apply(Entry("done-1", "ItemCompleted", 90_000, {"item": "i1", "agent": "a1"}))
+    stats.apply(Entry("done-3", "ItemCompleted", 90_000, {"item": "i3", "agent": "a2"}))
+    assert stats.prune(10**9) == 3
+    after = stats.totals()
+    assert after["support"].overflowed == before["support"].overflowed == 2
+    assert after["sales"].overflowed_in == 2
+    assert after["sales"].answered == 1

@@ -138,3 +138,44 @@ def test_given_a_rotated_file_when_writing_then_the_writer_follows_the_new_file(
         line.render() for line in lines[:2]
     ]
     assert path.read_text().splitlines() == [line.render() for line in lines[2:]]
+
+
+def test_given_an_overflow_then_the_call_exits_with_timeout_and_enters_the_target_queue() -> None:
+    first = {"item": "i1", "queue": "support"}
+    second = {"item": "i2", "queue": "support"}
+    stream = entries(
+        ("CallQueued", 0, {**first, "unique_id": "1795331359.1"}),
+        ("ItemEnqueued", 0, {**first, "channel": "call", "enq": str(T0)}),
+        ("CallQueued", 1, {**second, "unique_id": "1795331359.3"}),
+        ("ItemEnqueued", 1, {**second, "channel": "call", "enq": str(T0 + 1000)}),
+        # the second caller moves first: it was second in support, is first in sales
+        ("ItemOverflowed", 31, {"item": "i2", "from": "support", "to": "sales", "channel": "call"}),
+        ("ItemOverflowed", 31, {"item": "i2", "from": "support", "to": "sales", "channel": "call"}),
+        ("ItemOverflowed", 60, {"item": "i1", "from": "support", "to": "sales", "channel": "call"}),
+        ("ItemOffered", 65, {"item": "i1", "agent": "Agent1001", "offer": "o1"}),
+        ("ItemAssigned", 65, {"item": "i1", "agent": "Agent1001", "offer": "o1"}),
+        ("ItemCancelled", 70, {"item": "i2", "reason": "abandoned"}),
+    )
+    assert render(QueueLogTranslator(), stream) == [
+        "1795331359|1795331359.1|support|NONE|ENTERQUEUE|||1",
+        "1795331360|1795331359.3|support|NONE|ENTERQUEUE|||2",
+        "1795331390|1795331359.3|support|NONE|EXITWITHTIMEOUT|2|2|30",
+        "1795331390|1795331359.3|sales|NONE|ENTERQUEUE|||1",
+        # the repeated move (another entry id) writes nothing
+        # the first caller keeps its place in the fair order: ahead of the second in sales
+        "1795331419|1795331359.1|support|NONE|EXITWITHTIMEOUT|1|1|60",
+        "1795331419|1795331359.1|sales|NONE|ENTERQUEUE|||1",
+        "1795331424|1795331359.1|sales|Agent1001|CONNECT|5||0",
+        "1795331429|1795331359.3|sales|NONE|ABANDON|1|1|39",
+    ]
+
+
+def test_given_an_overflow_of_a_chat_or_an_unknown_item_then_nothing_is_written() -> None:
+    stream = entries(
+        ("ItemEnqueued", 0, {"item": "c1", "queue": "chat", "channel": "chat"}),
+        ("ItemOverflowed", 5, {"item": "c1", "from": "chat", "to": "chat2", "channel": "chat"}),
+        ("ItemOverflowed", 5, {"item": "nobody", "from": "a", "to": "b", "channel": "call"}),
+        ("ItemOverflowed", 5, {"item": "c1"}),
+    )
+    translator = QueueLogTranslator()
+    assert render(translator, stream) == []

@@ -41,7 +41,7 @@ def test_given_the_same_recipient_twice_then_listed_once() -> None:
 
 def test_settings_mask_the_user_and_never_show_the_password() -> None:
     settings = ImapSettings("imap.help.test", username="desk@help.test", password="hunter2")
-    assert settings.where == "d***@help.test@imap.help.test:993/INBOX"
+    assert settings.where == "imap.help.test:993/INBOX as d***@help.test"
     assert "hunter2" not in repr(settings)
 
 

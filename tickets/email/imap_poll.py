@@ -149,8 +149,8 @@ class ImapSettings:
 
     @property
     def where(self) -> str:
-        """``user@host:port/folder`` for log lines (the user masked)."""
-        return f"{_mask_user(self.username)}@{self.host}:{self.port}/{self.folder}"
+        """``host:port/folder as user`` for log lines (the user masked)."""
+        return f"{self.host}:{self.port}/{self.folder} as {_mask_user(self.username)}"
 
 
 @dataclass(slots=True)
@@ -409,9 +409,7 @@ class ImapPoller:
             try:
                 await self._io(connection, connection.open)
                 self.stats.connects += 1
-                log.info(
-                    "IMAP polling %s every %.0f s", self.settings.where, self.settings.interval
-                )
+                log.info("IMAP polling %s every %g s", self.settings.where, self.settings.interval)
                 while True:
                     report = await self.poll_once(connection)
                     failures = 0
@@ -429,8 +427,8 @@ class ImapPoller:
                 self._failed(logging.WARNING, what, failures)
             except Exception as err:  # a bug must not end polling; logged with its traceback
                 failures += 1
-                log.exception("IMAP %s: polling failed", self.settings.where)
-                self._failed(logging.ERROR, f"IMAP {self.settings.where}: {err!r}", failures)
+                what = f"IMAP {self.settings.where}: polling failed: {err!r}"
+                self._failed(logging.ERROR, what, failures, traceback=True)
             finally:
                 connection.abort()
                 await asyncio.to_thread(connection.close)
@@ -453,10 +451,12 @@ class ImapPoller:
         delay = backoff(failures, base=s.backoff_initial, cap=s.backoff_max).total_seconds()
         return delay * self._random.uniform(0.5, 1.0)
 
-    def _failed(self, level: int, reason: str, failures: int) -> None:
+    def _failed(self, level: int, reason: str, failures: int, *, traceback: bool = False) -> None:
         self.stats.failures += 1
         self.stats.last_error = reason
-        log.log(level, "%s; retrying (failure %d), nothing lost", reason, failures)
+        log.log(
+            level, "%s; retrying (failure %d), nothing lost", reason, failures, exc_info=traceback
+        )
 
     async def poll_once(self, connection: _Connection) -> PassReport:
         """One pass on an open connection: marks still owed first, then the unseen messages."""

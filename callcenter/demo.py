@@ -5,7 +5,10 @@ Embedded Redis (unless `CALLCENTER_REDIS_URL` is set), the records database of t
 Asterisk, and scripted callers who dial the shipped IVR flows: they walk the menus by keypad,
 talk to the Korean support line (`support-ko`, real Vosk speech recognition over AudioSocket,
 barge-in included), stay silent or hang up mid-menu. Every finished call becomes a ticket.
-Every few seconds it prints what the node sees.
+Customers also email the SMTP port and chat through the widget socket; the ACD routes chats
+and email tickets to digital agents (bots signed in to the web app, `callcenter.demo_agents`)
+by skill, as it routes calls to the simulated phones. Every few seconds it prints what the
+node sees.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from acd.domain.work import Channel
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
 from asterisk_sim.audiosocket_client import CallerAudio
@@ -44,12 +48,14 @@ from asterisk_sim.scripts import (
 )
 from asterisk_sim.simulator import AsteriskSimulator, SimCall
 from callcenter.config import IvrSettingsSection, Secret, Settings
+from callcenter.demo_agents import BotStats, ChatVisitor, DigitalAgent
 from callcenter.embedded_redis import embedded_redis
 from callcenter.node import NodeAddresses, serve_node
 from callcenter.process import run_until_stopped
 from tickets.db import open_database
 from tickets.models import CallRecord, Ticket
 from tickets.repository import TicketRepository
+from tickets.users import Role, User, UserDirectory, UserExists, hash_password
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +121,12 @@ class DemoStats:
     calls_ticketed: int = 0
     by_disposition: dict[str, int] = field(default_factory=dict)
     by_channel: dict[str, int] = field(default_factory=dict)  # tickets by channel of origin
+    assigned: dict[str, int] = field(default_factory=dict)  # ACD assignments by channel
+    bots: BotStats = field(default_factory=BotStats)
+    digital_agents: tuple[str, ...] = ()
     monitor: PbxMonitor = field(default_factory=PbxMonitor)
     acd: AcdService | None = None
+    _events_after: str = "0-0"
 
 
 def _silence(seconds: float) -> bytes:
@@ -184,6 +194,8 @@ async def _redis(settings: Settings) -> AsyncIterator[str]:
 
 async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> None:
     secret = secrets.token_urlsafe(24)
+    agents_password = secrets.token_urlsafe(18)  # the digital agents' web password, never shown
+    staffed: asyncio.Future[AcdService] = asyncio.get_running_loop().create_future()
     monitor = stats.monitor
     listening: asyncio.Future[NodeAddresses] = asyncio.get_running_loop().create_future()
     # The simulated dialplan must name the node's AGI port, so it is fixed before either starts.
@@ -229,7 +241,7 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                             monitor=monitor,
                             on_listening=listening.set_result,
                             migrate=True,
-                            on_acd=functools.partial(_log_agents_in, stats),
+                            on_acd=functools.partial(_log_agents_in, stats, staffed),
                         )
                     )
                     _print_banner(node_settings, sim, await listening)
@@ -238,16 +250,91 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                     addresses = listening.result()
                     if addresses.smtp_port:
                         tg.create_task(_mailers(node_settings, addresses.smtp_port, options))
+                    base_url = f"http://{addresses.web_host}:{addresses.web_port}"
+                    tg.create_task(
+                        _digital(node_settings, base_url, options, stats, staffed, agents_password)
+                    )
             finally:
                 await sim.close()
 
 
-async def _log_agents_in(stats: DemoStats, acd: AcdService) -> None:
+async def _log_agents_in(
+    stats: DemoStats, staffed: asyncio.Future[AcdService], acd: AcdService
+) -> None:
     """Every configured agent logs in, ready."""
     stats.acd = acd
     for agent_id in acd.config.agents:
         await acd.login(agent_id)
     print(f"[demo] agents logged in and ready: {', '.join(acd.config.agents)}", flush=True)
+    if not staffed.done():
+        staffed.set_result(acd)
+
+
+def digital_agents(acd: AcdService) -> tuple[str, ...]:
+    """The configured agents who take chats or emails (the bots at the web app)."""
+    return tuple(
+        agent_id
+        for agent_id, agent in acd.config.agents.items()
+        if agent.profile.capacity.of(Channel.CHAT) or agent.profile.capacity.of(Channel.EMAIL)
+    )
+
+
+async def _web_users(settings: Settings, usernames: tuple[str, ...], password: str) -> None:
+    """A web user (role agent) per digital agent, with this run's password."""
+    records = open_database(settings.database.url.value)
+    try:
+        async with records.sessions.begin() as session:
+            users = UserDirectory(session)
+            for name in usernames:
+                try:
+                    await users.add(name, password, Role.AGENT, actor="system:demo")
+                except UserExists:  # an earlier demo on the same database: this run's password
+                    user = await users.by_username(name)
+                    assert isinstance(user, User)
+                    user.password_hash = await asyncio.to_thread(hash_password, password)
+                    user.role, user.active = Role.AGENT, True
+    finally:
+        await records.close()
+
+
+async def _digital(
+    settings: Settings,
+    base_url: str,
+    options: DemoOptions,
+    stats: DemoStats,
+    staffed: asyncio.Future[AcdService],
+    password: str,
+) -> None:
+    """The digital agents sign in to the web app; visitors chat through the widget socket."""
+    acd = await staffed
+    names = digital_agents(acd)
+    stats.digital_agents = names
+    if not names:
+        return
+    await _web_users(settings, names, password)
+    rng = random.Random(options.seed)
+    visitors: set[asyncio.Task[None]] = set()
+    async with asyncio.TaskGroup() as tg:
+        for name in names:
+            agent = DigitalAgent(base_url, name, password, stats.bots, rng=random.Random(name))
+            tg.create_task(agent.run())
+        print(f"[demo] digital agents at the web app: {', '.join(names)}", flush=True)
+        period = max(4.0, 120.0 / max(options.calls_per_minute, 1.0))
+        number = 0
+        while True:
+            await asyncio.sleep(rng.uniform(0.5, 1.5) * period)
+            number += 1
+            visitor = ChatVisitor(
+                base_url,
+                stats.bots,
+                name=f"Chat visitor {number}",
+                email=f"customer{rng.randint(1, 20)}@example.org",
+                topic="chat",
+                rng=random.Random(number),
+            )
+            task = tg.create_task(visitor.run())
+            visitors.add(task)
+            task.add_done_callback(visitors.discard)
 
 
 def _demo_ivr(settings: Settings, scratch: Path) -> IvrSettingsSection:
@@ -403,8 +490,25 @@ async def _watch_tickets(settings: Settings, options: DemoOptions, stats: DemoSt
                 continue
             stats.by_disposition = counts
             stats.calls_ticketed = sum(counts.values())
+            if stats.acd is not None:
+                await _count_assignments(stats, stats.acd)
     finally:
         await records.close()
+
+
+async def _count_assignments(stats: DemoStats, acd: AcdService) -> None:
+    """ACD assignments by channel, from the ACD's event stream (read incrementally)."""
+    try:
+        events = await acd.state.events(stats._events_after, count=5000)
+    except Exception as err:  # the demo's report only: Redis trouble shows in the ACD's log
+        log.debug("demo: ACD events not readable: %s", err)
+        return
+    for event in events:
+        if event.kind == "ItemAssigned":
+            channel = event.fields.get("channel", "call")
+            stats.assigned[channel] = stats.assigned.get(channel, 0) + 1
+    if events:
+        stats._events_after = events[-1].event_id
 
 
 def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> None:
@@ -419,5 +523,15 @@ def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> No
         f" | AMI {'up' if monitor.connected else 'down'}, {owner},"
         f" events {sum(monitor.events_by_name.values())} ({top})"
         f" | live channels {len(monitor.channels)}",
+        flush=True,
+    )
+    bots = stats.bots
+    assigned = ", ".join(f"{k} {v}" for k, v in sorted(stats.assigned.items())) or "none yet"
+    print(
+        f"[demo] ACD assignments by channel: {assigned}"
+        f" | chats: visitors {bots.visitors}, waited {bots.visitors_waited},"
+        f" served {bots.visitors_served}, offline {bots.visitors_offline}"
+        f" | digital agents online {len(bots.agents_online)}/{len(stats.digital_agents)},"
+        f" chats answered {bots.chats_answered}, emails replied {bots.emails_replied}",
         flush=True,
     )

@@ -1,5 +1,6 @@
 """One controller node: the FastAGI server running the IVR flows, the AudioSocket server for
-speech, the ACD service, the feed of finished calls into the help desk and, while this node holds
+speech, the ACD service (with chats and email tickets routed through it when it has queues for
+them), the feed of finished calls into the help desk and, while this node holds
 the Asterisk's lease, the AMI link and the live channel picture, all under one TaskGroup.
 """
 
@@ -26,6 +27,8 @@ from callcenter.services import (
     acd_routes,
     build_acd,
     build_call_feed,
+    build_chat_routing,
+    build_email_dispatcher,
     build_ivr,
     open_records,
 )
@@ -34,6 +37,7 @@ from ivr.adapters.fastagi_server import AgiHandler, FastAgiServer
 from ivr.domain.flow_check import FlowInvalidError
 from ivr.selftest import SELFTEST_SCRIPT, selftest
 from ivr.service import IvrService
+from tickets.chat import ChatRouting
 from tickets.db import Database
 from tickets.email import EmailConfigError
 from tickets.email.service import BreachWatcher, build_email_channel
@@ -136,7 +140,7 @@ async def serve_node(
             smtp = build_email_channel(records, settings.email, hooks)
             await smtp.start()
             log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
-        web_runner = await start_web(settings, records)
+        web_runner = await start_web(settings, records, chat_routing=build_chat_routing(acd))
         web_port = _bound_port(web_runner)
         log.info(
             "web app on http://%s:%d/ (agent console, REST API, chat)", settings.web.host, web_port
@@ -164,6 +168,9 @@ async def serve_node(
                 monitor.listeners.append(answers.observe)
                 tg.create_task(answers.run())
                 tg.create_task(acd.run())
+                dispatcher = build_email_dispatcher(acd, redis, records)
+                if dispatcher is not None:  # email tickets offered to agents by the ACD
+                    tg.create_task(dispatcher.run())
                 if on_acd is not None:
                     tg.create_task(_when_started(acd, on_acd))
     finally:
@@ -180,9 +187,13 @@ async def serve_node(
         await redis.aclose()
 
 
-async def start_web(settings: Settings, records: Database) -> web.AppRunner:
-    """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port."""
-    runner = web.AppRunner(create_app(web_config(settings.web), database=records))
+async def start_web(
+    settings: Settings, records: Database, *, chat_routing: ChatRouting | None = None
+) -> web.AppRunner:
+    """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port;
+    chats go to ``chat_routing`` (the ACD) when given."""
+    app = create_app(web_config(settings.web), database=records, chat_routing=chat_routing)
+    runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
     return runner

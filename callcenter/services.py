@@ -16,10 +16,13 @@ import redis.asyncio as aioredis
 
 from acd.adapters.ami_callback import AmiCallbackDialer
 from acd.adapters.ami_link import AmiNotConnected
+from acd.adapters.chat_routing import AcdChatRouting
+from acd.adapters.email_routing import EmailDispatcher
 from acd.adapters.redis_calls import CallFacts
 from acd.adapters.redis_state import AcdRedisState
 from acd.config import AcdConfigError, load_acd_config
 from acd.domain.pbx_events import OriginateResponse
+from acd.domain.work import Channel
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
 from callcenter.config import Settings
@@ -138,6 +141,27 @@ def build_acd(settings: Settings, redis: aioredis.Redis, monitor: PbxMonitor) ->
     return AcdService(state, CallFacts(redis, state), config, dialer=dialer)
 
 
+def _has_queue(acd: AcdService, channel: Channel) -> bool:
+    return any(queue.channel is channel for queue in acd.config.queues.values())
+
+
+def build_chat_routing(acd: AcdService | None) -> AcdChatRouting | None:
+    """Chats through the ACD when its configuration has a chat queue (None: the web app's
+    no-ACD fallback, the least-loaded agent connected to the chat socket)."""
+    if acd is None or not _has_queue(acd, Channel.CHAT):
+        return None
+    return AcdChatRouting(acd)
+
+
+def build_email_dispatcher(
+    acd: AcdService | None, redis: aioredis.Redis, records: Database
+) -> EmailDispatcher | None:
+    """Email tickets through the ACD when its configuration has an email queue."""
+    if acd is None or not _has_queue(acd, Channel.EMAIL):
+        return None
+    return EmailDispatcher(acd, records.sessions, redis)
+
+
 def acd_routes(settings: Settings, acd: AcdService) -> dict[str, AgiHandler]:
     """The FastAGI route the agent's leg of an agent-first callback runs."""
     return {CALLBACK_SCRIPT: CallbackRoute(acd, trunk_pattern=settings.ivr.trunk_pattern)}
@@ -210,6 +234,8 @@ __all__ = [
     "acd_routes",
     "build_acd",
     "build_call_feed",
+    "build_chat_routing",
+    "build_email_dispatcher",
     "build_helpdesk_hooks",
     "build_ivr",
     "build_speech",

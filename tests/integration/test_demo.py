@@ -1,4 +1,5 @@
-"""`callcenter demo` end to end: embedded Redis, SQLite, the simulator, IVR flows, ACD, tickets."""
+"""`callcenter demo` end to end: embedded Redis, SQLite, the simulator, IVR flows, ACD, tickets,
+emails to the SMTP port and chats through the widget socket routed by the ACD to digital agents."""
 
 from __future__ import annotations
 
@@ -16,6 +17,37 @@ from callcenter.demo import DemoOptions, DemoStats, run_demo
 pytestmark = pytest.mark.timeout(150)
 
 KOREAN = {"네", "아니요", "상담원"}
+
+
+def acd_routed(db: Path, agents: tuple[str, ...]) -> dict[str, list[tuple[int, int, str]]]:
+    """Chat and email tickets a digital agent got from the ACD, each with its customer and the
+    identity that links them: (ticket id, customer id, identity value) by channel.
+
+    A chat ticket counts when its chat session names the agent and the customer holds the chat
+    visitor's identity; an email ticket when the ACD assigned it (audit actor ``system:acd``)
+    and its customer holds the sender's address (the first message's author).
+    """
+    marks = ",".join("?" * len(agents))
+    with sqlite3.connect(db) as connection:
+        chats = connection.execute(
+            "SELECT t.id, t.customer_id, i.value FROM tickets t"
+            " JOIN chat_sessions c ON c.ticket_id = t.id"
+            " JOIN customer_identities i ON i.customer_id = t.customer_id"
+            f" AND i.kind = 'chat' AND i.value = c.visitor_id"
+            f" WHERE t.channel = 'chat' AND t.assignee IN ({marks}) AND c.agent = t.assignee",
+            agents,
+        ).fetchall()
+        emails = connection.execute(
+            "SELECT DISTINCT t.id, t.customer_id, i.value FROM tickets t"
+            " JOIN audit_events a ON a.ticket_id = t.id AND a.actor = 'system:acd'"
+            " AND a.action = 'acd.email_assigned'"
+            " JOIN messages m ON m.ticket_id = t.id AND m.author_kind = 'customer'"
+            " JOIN customer_identities i ON i.customer_id = t.customer_id"
+            " AND i.kind = 'email' AND i.value = m.author"
+            f" WHERE t.channel = 'email' AND t.assignee IN ({marks})",
+            agents,
+        ).fetchall()
+    return {"chat": chats, "email": emails}
 
 
 def heard_and_pressed(db: Path) -> tuple[set[str], int]:
@@ -51,13 +83,16 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
             while True:
                 assert not demo.done(), demo
                 owns = stats.monitor.lease_token is not None
-                if stats.calls_ticketed >= 8 and stats.acd is not None and owns:
+                mailed = stats.by_channel.get("email", 0) >= 1
+                served = stats.bots.visitors_served >= 1  # a chat ended and rated
+                # ACD assignments of every channel, as the demo counts them from the ACD stream
+                assigned = {"call", "chat", "email"} <= set(stats.assigned)
+                if stats.calls_ticketed >= 8 and owns and mailed and served and assigned:
                     words, keyed = heard_and_pressed(db)
-                    kinds = {e.kind for e in await stats.acd.state.all_events()}
-                    mailed = stats.by_channel.get("email", 0) >= 1
-                    if words & KOREAN and keyed and "ItemAssigned" in kinds and mailed:
+                    routed = acd_routed(db, stats.digital_agents)
+                    if words & KOREAN and keyed and all(routed.values()):
                         break
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
     finally:
         demo.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -69,3 +104,9 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
     assert words & KOREAN  # the support-ko callers' words, recognised by Vosk
     assert stats.monitor.resyncs >= 1
     assert stats.monitor.events_by_name["AGIExecStart"] >= 8
+    # chats from the widget socket and emails to the SMTP port, routed by the ACD by skill
+    assert set(stats.digital_agents) == {"3001", "3002", "3003"}
+    assert routed["chat"]
+    assert routed["email"]
+    assert "[demo] ACD assignments by channel:" in out
+    assert stats.bots.visitors_served >= 1

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from agent_console.chat import HUB
 from tickets.chat import ChatSession, ChatStatus
 from tickets.db import Database
 from tickets.models import Channel, Message, Ticket
@@ -146,3 +147,61 @@ async def test_given_no_agent_when_visitor_writes_then_offline_message_becomes_e
         ).scalar_one()
     assert ticket.channel == Channel.EMAIL
     await visitor.close()
+
+
+async def test_given_a_live_chat_when_the_visitor_reloads_then_the_new_socket_rejoins_it(
+    site: Web,
+) -> None:
+    agent = await site.client.ws_connect("/agent/ws", headers=site.auth(Role.AGENT))
+    await _until(agent, "hello")
+    first = await site.client.ws_connect("/chat/ws", headers=_origin(site))
+    await first.send_json({"type": "hello", "name": "Rita"})
+    token = (await _until(first, "welcome"))["token"]
+    await first.send_json({"type": "message", "text": "hello"})
+    offered = await _until(agent, "chat.assigned")
+    await first.close()  # a page reload: the chat outlives the socket for the grace period
+    again = await site.client.ws_connect("/chat/ws", headers=_origin(site))
+    await again.send_json({"type": "hello", "token": token})
+    assert (await _until(again, "welcome"))["chat_id"] == offered["chat_id"]
+    await agent.send_json({"type": "message", "chat_id": offered["chat_id"], "text": "Still here"})
+    assert (await _until(again, "message"))["body"] == "Still here"
+    await again.close()
+    await agent.close()
+
+
+async def test_given_a_live_chat_when_the_visitor_is_gone_for_good_then_it_ends_for_the_agent(
+    site: Web,
+) -> None:
+    site.app[HUB].visitor_grace = 0.05
+    agent = await site.client.ws_connect("/agent/ws", headers=site.auth(Role.AGENT))
+    await _until(agent, "hello")
+    visitor = await site.client.ws_connect("/chat/ws", headers=_origin(site))
+    await visitor.send_json({"type": "hello"})
+    await _until(visitor, "welcome")
+    await visitor.send_json({"type": "message", "text": "brb"})
+    offered = await _until(agent, "chat.assigned")
+    await visitor.close()
+    assert (await _until(agent, "ended"))["chat_id"] == offered["chat_id"]
+    async with site.database.sessions() as session:
+        chat = await session.get(ChatSession, offered["chat_id"])
+    assert chat is not None
+    assert chat.status == ChatStatus.ENDED
+    await agent.close()
+
+
+async def test_given_an_agent_with_chats_when_their_socket_reconnects_then_the_chats_come_back(
+    site: Web,
+) -> None:
+    agent = await site.client.ws_connect("/agent/ws", headers=site.auth(Role.AGENT))
+    await _until(agent, "hello")
+    visitor = await site.client.ws_connect("/chat/ws", headers=_origin(site))
+    await visitor.send_json({"type": "hello", "name": "Sid"})
+    await _until(visitor, "welcome")
+    await visitor.send_json({"type": "message", "text": "my order"})
+    offered = await _until(agent, "chat.assigned")
+    await agent.close()
+    back = await site.client.ws_connect("/agent/ws", headers=site.auth(Role.AGENT))
+    again = await _until(back, "chat.assigned")
+    assert (again["chat_id"], again["transcript"][0]["body"]) == (offered["chat_id"], "my order")
+    await visitor.close()
+    await back.close()

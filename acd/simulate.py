@@ -12,12 +12,19 @@ earlier of the next simulated event and the engine's next timer, then calls ``ti
 the decisions (an offered item is answered at once and completes after its handle time; the
 queue's wrap-up is the engine's own timer).
 
-Figures are attributed to the queue an item entered and the interval it arrived in; items that
-arrive during the warm-up are simulated but not counted. ``SL`` counts answers within the
-threshold against everything that ended (answered, abandoned, expired); ``SL ans`` against answers
-only (Asterisk's first service level). ASA is the mean wait of answered items, with a 95 %
-confidence half-width from 20 batch means. Occupancy is the share of staffed agent time spent
-reserved, working or in wrap-up, for all agents and for the agents skilled for each queue.
+The figures come from the same tally as production's: every item fact the simulation plays
+(ItemEnqueued, ItemAssigned, ItemCompleted with its wrap-up, ItemCancelled for an abandon, a
+max wait or a refusal, ItemOverflowed) is fed, as a stream entry in virtual milliseconds, to
+:class:`~acd.domain.stats.QueueStatistics` (no short-abandon threshold), so the definitions are
+that module's: an item counts in the queue and interval it entered (an overflow counts out of
+the source and in the target, from the move); ``SL`` counts answers within the threshold
+against everything that ended (answered, abandoned, expired or refused); ``SL ans`` against
+answers only (Asterisk's first service level); AHT is talk plus wrap-up of the items whose
+work ended. Items that arrive during the warm-up are simulated but not counted. ASA is the mean
+wait of answered items, with a 95 % confidence half-width from 20 batch means of the waits the
+simulation saw (as is P(wait) for the Erlang C comparison). Occupancy is the share of staffed
+agent time spent reserved, working or in wrap-up, for all agents and for the agents skilled for
+each queue.
 
 For a single-skill queue without abandonment (constant rate, exponential handle times, a
 dedicated always-on pool, one item per agent, no wrap-up, no relaxation, overflow or max wait)
@@ -40,6 +47,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from acd.adapters.redis_state import AcdEvent
 from acd.domain.agents import AgentId, AgentProfile, AgentState, Capacity, InvalidAgentProfile
 from acd.domain.engine import (
     AgentStateChanged,
@@ -62,6 +70,7 @@ from acd.domain.queues import (
     SkillExpression,
     Strategy,
 )
+from acd.domain.stats import IntervalStats, QueueStatistics, StatsConfig
 from acd.domain.work import Channel, InvalidWorkItem, ItemId, QueueId, SkillNeed, WorkItem
 from acd.errors import AcdError
 
@@ -74,7 +83,6 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SimulationReport",
-    "Tally",
     "load_scenario",
     "main_simulate",
     "parse_scenario",
@@ -467,52 +475,6 @@ def _agent_group(table: Mapping[str, Any], where: str) -> AgentGroup:
 # -- results ------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Tally:
-    """Counts and sums for one queue (and optionally one interval)."""
-
-    offered: int = 0
-    answered: int = 0
-    answered_in_sl: int = 0
-    abandoned: int = 0
-    abandoned_in_sl: int = 0
-    expired: int = 0
-    refused: int = 0
-    overflowed: int = 0
-    wait_sum: float = 0.0
-    handle_sum: float = 0.0
-
-    @property
-    def ended(self) -> int:
-        """Items whose wait ended one way or another."""
-        return self.answered + self.abandoned + self.expired + self.refused
-
-    @property
-    def asa(self) -> float:
-        """Average speed of answer (s), 0 if nothing was answered."""
-        return self.wait_sum / self.answered if self.answered else 0.0
-
-    @property
-    def aht(self) -> float:
-        """Average handle time (s) of answered items."""
-        return self.handle_sum / self.answered if self.answered else 0.0
-
-    @property
-    def service_level(self) -> float:
-        """Answered within the threshold / everything that ended."""
-        return self.answered_in_sl / self.ended if self.ended else 1.0
-
-    @property
-    def service_level_answered(self) -> float:
-        """Answered within the threshold / answered."""
-        return self.answered_in_sl / self.answered if self.answered else 1.0
-
-    @property
-    def abandon_rate(self) -> float:
-        """Abandoned / offered."""
-        return self.abandoned / self.offered if self.offered else 0.0
-
-
 @dataclass(frozen=True, slots=True)
 class ErlangComparison:
     """Erlang C beside the simulation for one queue."""
@@ -537,8 +499,8 @@ class SimulationReport:
 
     scenario: Scenario
     seed: int
-    queues: dict[QueueId, Tally] = field(default_factory=dict)
-    intervals: dict[tuple[int, QueueId], Tally] = field(default_factory=dict)
+    queues: dict[QueueId, IntervalStats] = field(default_factory=dict)
+    intervals: dict[tuple[int, QueueId], IntervalStats] = field(default_factory=dict)
     asa_half_width: dict[QueueId, float] = field(default_factory=dict)
     p_wait: dict[QueueId, float] = field(default_factory=dict)
     occupancy: dict[str, float] = field(default_factory=dict)
@@ -605,8 +567,11 @@ class _SimItem:
     arrived: float
     handle: float
     counted: bool
-    interval: int
     answered: bool = False
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 class _Simulation:
@@ -635,12 +600,27 @@ class _Simulation:
         self.seq = 0
         self.segment_of: dict[QueueId, int] = {}
         self.items: dict[ItemId, _SimItem] = {}
+        self.completing: dict[ItemId, QueueId] = {}  # answered items: the queue they ended in
         self.waits: dict[QueueId, list[float]] = {q: [] for q in self.by_id}
         self.waited: dict[QueueId, int] = dict.fromkeys(self.by_id, 0)
         self.counter = 0
         self.stop_arrivals = False
-        for queue_id in self.by_id:
-            self.report.queues[queue_id] = Tally()
+        self.stats = QueueStatistics(
+            StatsConfig(
+                interval=scenario.interval,
+                threshold=scenario.threshold,
+                short_abandon=0.0,
+                origin_ms=_ms(scenario.start),
+            )
+        )
+        self.facts = 0
+
+    def fact(self, subject: _SimItem, kind: str, now: float, /, **fields: str) -> None:
+        """Feed one fact about a counted item to the statistics."""
+        if not subject.counted:
+            return
+        self.facts += 1
+        self.stats.apply(AcdEvent(str(self.facts), kind, _ms(now), fields))
 
     def push(self, at: float, kind: int, first: str = "", second: str = "") -> None:
         self.seq += 1
@@ -679,13 +659,6 @@ class _Simulation:
             at = segment.end
             index += 1
         self.segment_of[queue_id] = index
-
-    def tallies(self, item: _SimItem) -> tuple[Tally, Tally]:
-        key = (item.interval, item.queue)
-        interval = self.report.intervals.get(key)
-        if interval is None:
-            interval = self.report.intervals[key] = Tally()
-        return self.report.queues[item.queue], interval
 
     def run(self) -> SimulationReport:
         scenario = self.scenario
@@ -732,15 +705,17 @@ class _Simulation:
             if item is None or item.answered or not engine.cancel(item_id, "abandoned"):
                 return
             del self.items[item_id]
-            if item.counted:
-                wait = now - item.arrived
-                for tally in self.tallies(item):
-                    tally.abandoned += 1
-                    if wait <= self.scenario.threshold:
-                        tally.abandoned_in_sl += 1
+            self.fact(item, "ItemCancelled", now, item=item_id, reason="abandoned")
         elif kind == _COMPLETE:
-            engine.complete(AgentId(first), ItemId(second))
-            self.items.pop(ItemId(second), None)
+            item_id = ItemId(second)
+            engine.complete(AgentId(first), item_id)
+            done = self.items.pop(item_id, None)
+            if done is not None:
+                queue = engine.queue(QueueId(self.completing.pop(item_id, done.queue)))
+                wrap_until = str(_ms(now + queue.wrap_up))
+                self.fact(
+                    done, "ItemCompleted", now, item=item_id, agent=first, wrap_until=wrap_until
+                )
         elif kind == _LOGIN:
             engine.login(AgentId(first))
         else:
@@ -758,12 +733,17 @@ class _Simulation:
             now,
             queue.handle_time.sample(self.rng),
             now >= scenario.start + scenario.warmup,
-            int((now - scenario.start) // scenario.interval),
         )
         self.items[item_id] = item
-        if item.counted:
-            for tally in self.tallies(item):
-                tally.offered += 1
+        self.fact(
+            item,
+            "ItemEnqueued",
+            now,
+            item=item_id,
+            queue=queue_id,
+            channel=queue.channel.value,
+            enq=str(_ms(now)),
+        )
         self.engine.enqueue(
             WorkItem(
                 item_id, queue.channel, queue_id, now, queue.priority, queue.needs, queue.language
@@ -784,17 +764,12 @@ class _Simulation:
                 self.answer(decision, now)
             elif isinstance(decision, ItemExpired | ItemRefused):
                 item = self.items.pop(decision.item_id)
-                if item.counted:
-                    for tally in self.tallies(item):
-                        if isinstance(decision, ItemExpired):
-                            tally.expired += 1
-                        else:
-                            tally.refused += 1
+                reason = "expired" if isinstance(decision, ItemExpired) else "refused"
+                self.fact(item, "ItemCancelled", now, item=decision.item_id, reason=reason)
             elif isinstance(decision, ItemOverflowed):
                 item = self.items[decision.item_id]
-                if item.counted:
-                    for tally in self.tallies(item):
-                        tally.overflowed += 1
+                fields = {"from": decision.from_queue, "to": decision.to_queue}
+                self.fact(item, "ItemOverflowed", now, item=decision.item_id, **fields)
 
     def on_agent(self, change: AgentStateChanged, now: float) -> None:
         was_busy = change.previous in _BUSY_STATES
@@ -812,16 +787,12 @@ class _Simulation:
         item = self.items[offer.item_id]
         item.answered = True
         self.engine.accept(offer.agent_id, offer.item_id)
+        self.completing[offer.item_id] = offer.queue
         self.push(now + item.handle, _COMPLETE, offer.agent_id, offer.item_id)
         if not item.counted:
             return
+        self.fact(item, "ItemAssigned", now, item=offer.item_id, agent=offer.agent_id)
         wait = now - item.arrived
-        for tally in self.tallies(item):
-            tally.answered += 1
-            tally.wait_sum += wait
-            tally.handle_sum += item.handle
-            if wait <= self.scenario.threshold:
-                tally.answered_in_sl += 1
         self.waits[item.queue].append(wait)
         if wait > 1e-9:
             self.waited[item.queue] += 1
@@ -834,6 +805,11 @@ class _Simulation:
         report.unfinished = sum(1 for item in self.items.values() if not item.answered)
         report.clock_regressions = self.engine.counters.clock_regressions
         report.ignored_commands = self.engine.counters.ignored_total
+        totals = self.stats.totals()
+        for queue_id in self.by_id:
+            report.queues[queue_id] = totals.get(queue_id) or IntervalStats(queue_id, -1)
+        for (queue, index), figures in self.stats.intervals().items():
+            report.intervals[(index, QueueId(queue))] = figures
         for name, pool in self.pools.items():
             pool.advance(end_time)
             staffed, busy = pool.totals()
@@ -962,7 +938,7 @@ def render_report(report: SimulationReport) -> str:
     for queue_id, tally in report.queues.items():
         lines.append(
             f"{queue_id:<14}{tally.offered:>8}{tally.answered:>9}{tally.abandoned:>7}"
-            f"{tally.expired:>8}{tally.overflowed:>8}{tally.service_level:>9.1%}"
+            f"{tally.timed_out:>8}{tally.overflowed:>8}{tally.service_level:>9.1%}"
             f"{tally.service_level_answered:>8.1%}{tally.asa:>8.1f}"
             f"{report.asa_half_width[queue_id]:>7.1f}{tally.aht:>7.0f}"
             f"{tally.abandon_rate:>7.1%}{report.occupancy.get(queue_id, 0.0):>6.0%}"

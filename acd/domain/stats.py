@@ -551,7 +551,8 @@ class QueueStatistics:
             wait_ms = max(0, given if given is not None else item.leave_ms - start)
             acc.abandoned = 1
             acc.abandoned_in_sl = int(wait_ms <= threshold_ms)
-            acc.short_abandoned = int(wait_ms <= self.config.short_abandon * 1000)
+            short = self.config.short_abandon
+            acc.short_abandoned = int(short > 0 and wait_ms <= short * 1000)  # 0: none are short
             acc.abandon_wait_sum = wait_ms / 1000
         elif outcome is _Outcome.TIMED_OUT:
             acc.timed_out = 1

@@ -178,3 +178,40 @@ def test_main_simulate_reports_a_bad_file_and_returns_2(
     assert main_simulate(path, seed=1, out=io.StringIO()) == 2
     assert "queues" in capsys.readouterr().err
     assert main_simulate(tmp_path / "missing.toml", seed=1, out=io.StringIO()) == 2
+
+
+def test_given_an_overflow_when_simulated_then_it_counts_out_of_the_source_and_in_the_target() -> (
+    None
+):
+    data = {
+        "simulation": {"start": "08:00", "end": "09:00", "interval": 3600, "seed": 5},
+        "queues": [
+            {
+                "id": "french",
+                "skills": "french",
+                "arrivals": {"per_hour": 60},
+                "handle_time": {"dist": "constant", "mean": 30},
+                "overflow": {"after": 20, "to": "english"},
+            },
+            {
+                "id": "english",
+                "skills": "english",
+                "arrivals": {"per_hour": 0},
+                "handle_time": {"dist": "constant", "mean": 30},
+                "wrap_up": 10,
+            },
+        ],
+        "agents": [{"prefix": "en", "count": 3, "skills": {"english": 3}}],
+    }
+    report = run_simulation(parse_scenario(data))
+    french, english = report.queues[QueueId("french")], report.queues[QueueId("english")]
+    assert french.offered > 20
+    assert french.overflowed == french.offered  # nobody speaks French: every call moves
+    assert french.answered == 0
+    assert english.offered == english.overflowed_in == french.offered
+    assert english.answered == english.offered
+    # the wait in english counts from the move; handle time is talk plus the queue's wrap-up
+    assert english.asa < 1.0
+    assert english.aht == pytest.approx(40.0, abs=0.01)
+    text = render_report(report)
+    assert f"{french.overflowed:>8}" in text.splitlines()[3]

@@ -388,6 +388,8 @@ def _print_banner(settings: Settings, sim: AsteriskSimulator, node: NodeAddresse
         f"  prompts rendered into   {settings.ivr.prompt_cache_dir}",
         f"  dialplan                [{DEMO_CONTEXT}] {', '.join(DEMO_FLOWS)} -> AGI ivr/<flow>",
         "  callers walk the menus by keypad and speak Korean to support-ko (Vosk)",
+        "  customers email the SMTP port and chat on /chat/ws; the ACD routes calls to the"
+        " simulated phones, chats and emails to digital agents signed in to the web app",
         "  every few seconds: calls placed and finished, tickets, AMI events, live channels",
     ]
     print("\n".join(lines), flush=True)

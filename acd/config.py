@@ -10,6 +10,9 @@ Format (``acd/examples/queues.yaml`` is a complete example; TOML has the same sh
       resume_window: 120          # a caller who hung up and calls back within it keeps the place
       snapshot_items: 5000        # waiting items the engine sees (the head of the fair order)
       handle_time_window: 50      # recent handle times averaged for the expected wait
+      offer_margin: 15            # seconds an offer outlives the ring timeout in Redis: room
+                                  # for the answer to be reported before the offer expires
+                                  # and the item is requeued (> 0)
     queues:
       - id: support               # required, unique
         channel: call             # call | chat | email (default call)
@@ -89,6 +92,7 @@ class ServiceTimings:
     resume_window: float = 120.0
     snapshot_items: int = 5000
     handle_time_window: int = 50
+    offer_margin: float = 15.0
 
     def engine_policy(self) -> EnginePolicy:
         """The routing engine's policy from these settings."""
@@ -232,6 +236,9 @@ def _service(table: Mapping[str, Any]) -> ServiceTimings:
     ring = _number(table, "ring_timeout", where, 20.0)
     if ring < 1:
         raise AcdConfigError(f"{where}.ring_timeout: must be at least 1 second")
+    margin = _number(table, "offer_margin", where, 15.0)
+    if margin <= 0:
+        raise AcdConfigError(f"{where}.offer_margin: must be a number of seconds > 0")
     site = _text(table, "site", where, "main")
     if not site or any(c in site for c in "{}"):
         raise AcdConfigError(f"{where}.site: must be a non-empty name without braces")
@@ -243,6 +250,7 @@ def _service(table: Mapping[str, Any]) -> ServiceTimings:
         resume_window=_number(table, "resume_window", where, 120.0),
         snapshot_items=_count(table, "snapshot_items", where, 5000, low=1),
         handle_time_window=_count(table, "handle_time_window", where, 50, low=1),
+        offer_margin=margin,
     )
 
 

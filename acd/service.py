@@ -117,9 +117,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 MISSED_PAUSE_REASON = "missed-offers"
-#: Seconds an offer outlives the ring timeout in Redis by default: room for the answer to be
-#: reported (``offer_margin`` of the service).
-OFFER_MARGIN = 15.0
 
 
 class ItemEnded(AcdError):
@@ -257,12 +254,16 @@ class AcdService:
         *,
         dialer: CallbackDialer | None = None,
         poll_interval: float = 0.25,
-        offer_margin: float = OFFER_MARGIN,
+        offer_margin: float | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
+        if offer_margin is None:
+            offer_margin = config.service.offer_margin
         if offer_margin <= 0 or poll_interval <= 0:
             raise ValueError("offer_margin and poll_interval must be positive")
+        #: Seconds an offer outlives the ring timeout in Redis: room for the answer to be
+        #: reported (``service.offer_margin`` of the configuration unless given here).
         self.offer_margin = offer_margin
         self.state = state
         self.facts = facts

@@ -41,6 +41,7 @@ def config(
                 "site": f"f{uuid.uuid4().hex[:8]}",
                 "missed_cooldown": 0.3,
                 "ring_timeout": 1,
+                "offer_margin": 0.5,
                 **service,
             },
             "queues": queues or [{"id": "support", "skills": "support", "wrap_up": 0}],
@@ -82,7 +83,6 @@ class Center:
             CallFacts(self.client, state),
             self.config,
             poll_interval=0.02,
-            offer_margin=options.pop("offer_margin", 0.5),
             **options,
         )
         self.nodes.append(Node(service, asyncio.create_task(service.run())))
@@ -187,8 +187,9 @@ async def test_given_an_offer_pending_when_redis_restarts_then_it_expires_and_no
 async def test_given_a_no_answer_after_a_redis_restart_then_the_item_goes_to_the_next_agent(
     center_factory: Callable[..., Awaitable[Center]],
 ) -> None:
-    center = await center_factory(config(missed_cooldown=30))
-    service, handle, first = await one_offer(center, offer_margin=30)
+    center = await center_factory(config(missed_cooldown=30, offer_margin=30))
+    service, handle, first = await one_offer(center)
+    assert service.offer_margin == 30  # from the configuration's service.offer_margin
     await kill(center.server)
     await center.server.start()
     await service.login("a2")

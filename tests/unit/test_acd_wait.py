@@ -57,6 +57,12 @@ def test_given_the_example_file_then_it_loads(tmp_path: object) -> None:
     assert config.queue("support").callback_key == "5"
     assert config.endpoint("1001") == "PJSIP/agent-1001"
     assert config.endpoint("9999") == "PJSIP/9999"
+    assert config.service.offer_margin == 15.0
+
+
+def test_given_no_offer_margin_then_the_default_applies_and_a_given_one_is_kept() -> None:
+    assert parse_acd_config({}).service.offer_margin == 15.0
+    assert parse_acd_config({"service": {"offer_margin": 2.5}}).service.offer_margin == 2.5
 
 
 @pytest.mark.parametrize(
@@ -68,6 +74,10 @@ def test_given_the_example_file_then_it_loads(tmp_path: object) -> None:
         ({"agents": [{"id": "a", "skills": {"x": 9}}]}, "agents[0]"),
         ({"agents": [{"id": "a", "endpoint": "nothing"}]}, "agents[0].endpoint"),
         ({"service": {"ring_timeout": 0}}, "service.ring_timeout"),
+        ({"service": {"offer_margin": 0}}, "service.offer_margin"),
+        ({"service": {"offer_margin": -3}}, "service.offer_margin"),
+        ({"service": {"offer_margin": "soon"}}, "service.offer_margin"),
+        ({"service": {"offer_margin": True}}, "service.offer_margin"),
         ({"queues": [{"id": "q"}, {"id": "q"}]}, "queues[1].id"),
     ],
 )

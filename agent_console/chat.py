@@ -135,6 +135,10 @@ class ChatHub:
                 return chat
         return None
 
+    def connected(self, agent: str) -> bool:
+        """Whether the agent has a console socket open on this node."""
+        return bool(self.agents.get(agent))
+
     def load(self, agent: str) -> int:
         return sum(1 for c in self.chats.values() if c.agent == agent)
 

@@ -16,10 +16,12 @@ from aiohttp import web
 
 from acd.adapters.ami_answers import DialAnswers
 from acd.adapters.ami_link import AmiLink
+from acd.adapters.chat_routing import AcdChatRouting
 from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
 from agent_console.app import create_app, web_config
+from agent_console.chat import HUB
 from callcenter.config import Settings
 from callcenter.process import run_until_stopped
 from callcenter.services import (
@@ -193,6 +195,8 @@ async def start_web(
     """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port;
     chats go to ``chat_routing`` (the ACD) when given."""
     app = create_app(web_config(settings.web), database=records, chat_routing=chat_routing)
+    if isinstance(chat_routing, AcdChatRouting):  # chats only to agents at a console here
+        chat_routing.present = app[HUB].connected
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()

@@ -8,7 +8,11 @@ widget asked for (``ChatWorkItem.queue``, when the ACD configuration has a chat 
 id; the first chat queue otherwise), with the chat's skills (minimum level 1) and language, and
 waits for the ACD to reserve an agent with chat capacity. A chat has nobody to ring: it is
 accepted as soon as the agent is reserved (:meth:`AcdService.answered`), so the agent is on
-work at once and the chat is theirs (agent id = the agent's user name in the web app). While it
+work at once and the chat is theirs (agent id = the agent's user name in the web app). An agent
+who is logged in to the ACD but has no console socket open here (``present``, the web app's
+chat hub) cannot see the chat: the offer counts as not answered (:meth:`AcdService.no_answer`:
+the item goes back to the head of its queue, the agent is marked missed and paused after
+``pause_after_misses``), as a phone that does not pick up. While it
 waits, the visitor hears its position and expected wait (:meth:`AcdService.wait_status`) each
 time they change. When nobody who could take it is staffed (no agent logged in and not paused
 matches the queue's rule), or the queue turned it away (maximum wait, business hours), the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from acd.domain.call_events import LeaveReason
 from acd.domain.work import Channel
@@ -47,8 +52,15 @@ class NoChatQueue(AcdError):
 class AcdChatRouting:
     """`tickets.chat.ChatRouting` on the ACD (see the module docstring)."""
 
-    def __init__(self, acd: AcdService, *, default_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        acd: AcdService,
+        *,
+        default_queue: str | None = None,
+        present: Callable[[str], bool] | None = None,
+    ) -> None:
         self.acd = acd
+        self.present = present
         self.queues = tuple(
             queue_id
             for queue_id, queue in acd.config.queues.items()
@@ -91,6 +103,12 @@ class AcdChatRouting:
                 log.info("chat %d left its queue: %s", item.chat_id, err)
                 return None
             if reserved is not None:
+                if self.present is not None and not self.present(reserved.agent_id):
+                    log.info(
+                        "chat %d: agent %s has no console open", item.chat_id, reserved.agent_id
+                    )
+                    await acd.no_answer(item_id)
+                    continue
                 if await acd.answered(item_id):
                     log.info("chat %d taken by agent %s", item.chat_id, reserved.agent_id)
                     return reserved.agent_id

@@ -51,6 +51,7 @@ def config() -> AcdConfig:
             "agents": [
                 {"id": "ann", "skills": {"billing": 3}, **chat_agent},
                 {"id": "bob", "skills": {"tech": 3}, **chat_agent},
+                {"id": "cat", "skills": {"billing": 2}, **chat_agent},
             ],
         }
     )
@@ -96,12 +97,14 @@ async def center(redis_url: str, tmp_path: Path) -> AsyncIterator[Center]:
     state = AcdRedisState(client, "chats")
     acd = AcdService(state, CallFacts(client, state), config(), poll_interval=0.02)
     runner = asyncio.create_task(acd.run())
-    app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=AcdChatRouting(acd))
+    routing = AcdChatRouting(acd)
+    app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=routing)
     app[HUB].visitor_grace = 0.05
+    routing.present = app[HUB].connected  # as the node wires it
     tokens = {}
     async with database.sessions.begin() as session:
         users = UserDirectory(session)
-        for name in ("ann", "bob"):
+        for name in ("ann", "bob", "cat"):
             user = await users.add(name, PASSWORD, Role.AGENT, actor="test")
             tokens[name] = (await users.issue_token(user, "test", actor="test")).value
     for name in ("ann", "bob"):
@@ -264,3 +267,24 @@ def test_given_acd_without_chat_queue_when_routing_built_then_clear_error() -> N
     acd = AcdService(state, CallFacts(client, state), only_calls)
     with pytest.raises(NoChatQueue, match="channel: chat"):
         AcdChatRouting(acd)
+
+
+async def test_given_an_agent_without_a_console_when_reserved_then_missed_and_the_chat_waits_for_one_at_a_console(  # noqa: E501
+    center: Center,
+) -> None:
+    await center.acd.logout("ann")
+    await center.acd.login("cat")  # logged in to the ACD, but no console socket open
+    visitor = await center.visitor("billing", "Hal")
+    await visitor.send_json({"type": "message", "text": "invoice?"})
+
+    async def cat_missed() -> bool:
+        events = await center.acd.state.all_events()
+        return any(e.kind == "OfferMissed" and e.fields.get("agent") == "cat" for e in events)
+
+    await eventually(cat_missed, 15, "the offer to cat counted as not answered")
+    ann = await center.agent("ann")
+    await center.acd.login("ann")
+    assert (await until(visitor, "assigned"))["agent"] == "ann"
+    assert (await until(ann, "chat.assigned"))["visitor_name"] == "Hal"
+    await visitor.close()
+    await ann.close()

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent_console.errors import ConsoleError
 from agent_console.ratelimit import RateLimiter
@@ -615,6 +616,13 @@ async def _agent_frame(request: web.Request, agent: str, frame: dict[str, Any]) 
 
 
 async def chat_hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Close every chat socket when the app stops."""
+    """When the app stops: end the chats going on here (their live state dies with this node,
+    so the router releases what it holds for them: no agent stays taken, no item waits for a
+    visitor who is gone), then close every chat socket."""
     yield
+    for live in list(app[HUB].chats.values()):
+        try:
+            await _end(app, live, actor="system:shutdown")
+        except (ConsoleError, TicketsError, SQLAlchemyError, OSError) as err:
+            log.warning("chat %d not ended at shutdown: %s", live.chat_id, err)
     await app[HUB].close_all()

@@ -288,3 +288,29 @@ async def test_given_an_agent_without_a_console_when_reserved_then_missed_and_th
     assert (await until(ann, "chat.assigned"))["visitor_name"] == "Hal"
     await visitor.close()
     await ann.close()
+
+
+async def test_given_chats_going_on_when_the_web_app_stops_then_their_items_are_released(
+    center: Center,
+) -> None:
+    ann = await center.agent("ann")
+    answered = await center.visitor("billing", "Ada")
+    await answered.send_json({"type": "message", "text": "one"})
+    chat_id = (await until(ann, "chat.assigned"))["chat_id"]
+    bob = await center.agent("bob")
+    busy = [await center.visitor("tech", f"busy{n}") for n in range(2)]
+    for ws in busy:  # bob is at his capacity of two chats
+        await ws.send_json({"type": "message", "text": "first"})
+        await until(bob, "chat.assigned")
+    waiting = await center.visitor("tech", "Bea")
+    await waiting.send_json({"type": "message", "text": "two"})
+    waiting_id = (await until(waiting, "waiting"))["chat_id"]
+    await center.client.close()  # the node stops its web app
+    done = await center.acd.state.item(f"chat-{chat_id}")
+    left = await center.acd.state.item(f"chat-{waiting_id}")
+    assert done is not None
+    assert left is not None
+    assert (done.state, left.state) == ("completed", "cancelled")
+    record = await center.acd.state.agent("ann")
+    assert record is not None
+    assert record.load["chat"] == 0

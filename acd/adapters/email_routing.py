@@ -134,6 +134,7 @@ class EmailDispatcher:
         self._next_sweep = 0.0
         self._rng = random.Random()
         self._closing = asyncio.Event()
+        self._exhausted: set[int] = set()
 
     async def run(self) -> None:
         """Reconcile every ``interval`` until cancelled or closed; outages are logged and
@@ -207,7 +208,7 @@ class EmailDispatcher:
             rows = (await session.execute(query)).all()
         followed = set(self.live.values())
         for ticket_id, queue, skills, priority in rows:
-            if ticket_id in followed:
+            if ticket_id in followed or ticket_id in self._exhausted:
                 continue
             await self._enqueue(ticket_id, queue, list(skills or ()), priority)
 
@@ -232,6 +233,7 @@ class EmailDispatcher:
                 log.info("email ticket %d queued as %s in %s", ticket_id, item_id, request.queue)
             self.live[item_id] = ticket_id
             return
+        self._exhausted.add(ticket_id)  # said once: a person has to look at this ticket
         log.error(
             "email ticket %d was routed %d times: not queued again", ticket_id, len(item_ids(0))
         )

@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 
 ENV_PREFIX = "CALLCENTER_"
 CONFIG_ENV = "CALLCENTER_CONFIG"
-# Variables under these prefixes are not settings: the test suite's, and the per-endpoint
-# secrets that `callcenter asterisk-conf` reads from the environment itself.
+# Variables under these prefixes are not settings: the test suite's, `callcenter users add`'s, and
+# the per-endpoint secrets that `callcenter asterisk-conf` reads from the environment itself.
 IGNORED_ENV_PREFIXES = (
     "CALLCENTER_TEST_",
     "CALLCENTER_SIP_PASSWORD_",
     "CALLCENTER_TRUNK_PASSWORD",
+    "CALLCENTER_NEW_USER_PASSWORD",  # read by `callcenter users add` alone
     CONFIG_ENV,
 )
 
@@ -261,7 +262,7 @@ class Settings:
         return self.node.id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-_PORT_KEYS = {"port"}
+_PORT_KEYS = {"port", "relay_port", "imap_port"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 T = TypeVar("T")

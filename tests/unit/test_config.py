@@ -41,6 +41,8 @@ def test_given_config_env_variable_when_loaded_then_that_file_is_read(tmp_path: 
         ({"CALLCENTER_AMY_PORT": "1"}, "amy"),
         ({"CALLCENTER_AMI_PORT": "fifty"}, "ami.port"),
         ({"CALLCENTER_AMI_PORT": "70000"}, "ami.port"),
+        ({"CALLCENTER_EMAIL_RELAY_PORT": "70000"}, "email.relay_port"),
+        ({"CALLCENTER_EMAIL_IMAP_PORT": "-1"}, "email.imap_port"),
         ({"CALLCENTER_AGI_COMMAND_TIMEOUT": "-1"}, "agi.command_timeout"),
         ({"CALLCENTER_LOG_JSON": "maybe"}, "log.json"),
         ({"CALLCENTER_LOG_LEVEL": "LOUD"}, "log.level"),
@@ -83,7 +85,9 @@ def test_given_a_bad_secret_value_type_when_loaded_then_the_error_hides_it(tmp_p
 
 
 def test_given_test_tool_variables_when_loaded_then_they_are_ignored() -> None:
-    settings = load_settings(environ={"CALLCENTER_TEST_REDIS_URL": "redis://x"})
+    settings = load_settings(
+        environ={"CALLCENTER_TEST_REDIS_URL": "redis://x", "CALLCENTER_NEW_USER_PASSWORD": "pw"}
+    )
     assert not settings.redis.url
 
 

@@ -13,6 +13,8 @@ Format (``acd/examples/queues.yaml`` is a complete example; TOML has the same sh
       offer_margin: 15            # seconds an offer outlives the ring timeout in Redis: room
                                   # for the answer to be reported before the offer expires
                                   # and the item is requeued (> 0)
+      quiet_limit: 2              # longest a controller trusts its last decisions when no
+                                  # event came (then it re-reads the snapshot anyway; > 0)
     queues:
       - id: support               # required, unique
         channel: call             # call | chat | email (default call)
@@ -93,6 +95,7 @@ class ServiceTimings:
     snapshot_items: int = 5000
     handle_time_window: int = 50
     offer_margin: float = 15.0
+    quiet_limit: float = 2.0
 
     def engine_policy(self) -> EnginePolicy:
         """The routing engine's policy from these settings."""
@@ -239,6 +242,9 @@ def _service(table: Mapping[str, Any]) -> ServiceTimings:
     margin = _number(table, "offer_margin", where, 15.0)
     if margin <= 0:
         raise AcdConfigError(f"{where}.offer_margin: must be a number of seconds > 0")
+    quiet = _number(table, "quiet_limit", where, 2.0)
+    if quiet <= 0:
+        raise AcdConfigError(f"{where}.quiet_limit: must be a number of seconds > 0")
     site = _text(table, "site", where, "main")
     if not site or any(c in site for c in "{}"):
         raise AcdConfigError(f"{where}.site: must be a non-empty name without braces")
@@ -251,6 +257,7 @@ def _service(table: Mapping[str, Any]) -> ServiceTimings:
         snapshot_items=_count(table, "snapshot_items", where, 5000, low=1),
         handle_time_window=_count(table, "handle_time_window", where, 50, low=1),
         offer_margin=margin,
+        quiet_limit=quiet,
     )
 
 

@@ -27,7 +27,14 @@ Redis decides; the engine proposes. Every cycle of :meth:`AcdService.run`:
 
 A cycle runs on every command of this node (a wake-up), when the engine's ``next_due`` (the next
 relaxation step, boost, overflow or max wait) comes, and at least every ``poll_interval`` to see
-other controllers' changes. Redis outages are logged and retried with back-off; nothing is lost
+other controllers' changes. A cycle that finds no new stream entry since a cycle that decided
+everything it could, before that cycle's next timer, before the next agent becomes ready by
+Redis's clock (a wrap-up or missed cooldown ending writes no event) and within
+``service.quiet_limit`` seconds, skips steps 3-4: nothing that the decisions depend on has
+changed (every change of the Redis state is a script that writes events), so the snapshot and
+the rebuild would decide nothing new. A busy center still rebuilds on every change; a quiet one
+costs an ``expire_offers`` and a stream read per poll instead of a 20,000-item snapshot.
+Redis outages are logged and retried with back-off; nothing is lost
 because nothing lives only here: an offer this node made and could not follow up expires in
 Redis and the item is requeued at its old place.
 
@@ -243,6 +250,27 @@ class _ItemInfo:
     unique_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Quiet:
+    """A cycle that decided everything it could: until ``until_ms`` (Redis time) nothing changes
+    unless an event is written, so later cycles that find no new event skip the snapshot.
+
+    ``until_ms`` is the earliest of the engine's next timer, the next agent that becomes ready
+    by Redis's clock alone and ``quiet_limit`` after the snapshot; elapsed time is measured with
+    the monotonic clock from the snapshot's server time, so a wall clock that jumps changes
+    nothing.
+    """
+
+    server_ms: int
+    monotonic: float
+    until_ms: int
+
+    def left_ms(self, monotonic: float) -> float:
+        """Milliseconds until a full cycle is needed again (<= 0: now)."""
+        now_ms = self.server_ms + (monotonic - self.monotonic) * 1000
+        return self.until_ms - now_ms
+
+
 class AcdService:
     """See the module docstring. ``clock`` is wall-clock seconds (only used for wake-ups)."""
 
@@ -284,6 +312,8 @@ class AcdService:
         self._offset_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.cycles = 0
+        self.quiet_cycles = 0
+        self._quiet: _Quiet | None = None
         self.refused = 0
         self.engine: RoutingEngine | None = None
         self.started = asyncio.Event()
@@ -333,11 +363,20 @@ class AcdService:
                 view.paused = record.pause_reason is not None
             self._agents[agent_id] = view
 
-    async def cycle(self) -> float:
-        """One cycle (see the module docstring); returns the seconds until the next one."""
+    async def cycle(self, *, full: bool = False) -> float:
+        """One cycle (see the module docstring); returns the seconds until the next one.
+        ``full`` reads the snapshot even when the last decisions still stand (benchmarks)."""
         self.cycles += 1
         await self.state.expire_offers()
+        seen = self._after
         await self._follow_stream()
+        quiet = self._quiet
+        if quiet is not None and self._after == seen and not full:
+            left_ms = quiet.left_ms(time.monotonic())
+            if left_ms > 0:  # nothing happened and nothing is due: the last decisions stand
+                self.quiet_cycles += 1
+                return min(self.poll_interval, left_ms / 1000)
+        self._quiet = None
         snap = await self.state.snapshot(max_items=self.config.service.snapshot_items)
         self._offset_ms = snap.server_ms - round(self._clock() * 1000)
         await self._learn_items(snap)
@@ -367,7 +406,18 @@ class AcdService:
         delay = self.poll_interval
         if due is not None:
             delay = min(delay, max(0.0, due - snap.server_ms / 1000))
+        await self._settle(snap, due)
         return delay
+
+    async def _settle(self, snap: Snapshot, due: float | None) -> None:
+        """Remember until when this cycle's outcome holds if no event comes (see _Quiet)."""
+        marks = [snap.server_ms + round(self.config.service.quiet_limit * 1000)]
+        if due is not None:
+            marks.append(round(due * 1000))
+        ready = await self.state.next_ready_ms(snap.server_ms)
+        if ready is not None:
+            marks.append(ready)
+        self._quiet = _Quiet(snap.server_ms, time.monotonic(), min(marks))
 
     def _rebuild(self, snap: Snapshot) -> RoutingEngine:
         now = snap.server_ms / 1000

@@ -9,6 +9,11 @@ around the awaited call, so it includes the client and the round trip), the seco
 ``--concurrency`` reserves in flight (reservations/s). Every reserve carries the versions read
 at load time, as the engine would. The site's keys are deleted at the end; nothing else in the
 database is touched. Nothing is asserted; the goals of issue 4 are printed beside the figures.
+
+Then the service cycle on that site (every agent now holds an offer, half the items wait): an
+:class:`~acd.service.AcdService` cycle that reads the whole waiting set (``snapshot_items`` =
+all of it: the cycle as it was), one with the default bound (``snapshot_items`` = 5000), and a
+quiet cycle (no event since the last one: the snapshot and the rebuild are skipped).
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ import time
 
 import redis.asyncio as aioredis
 
+from acd.adapters.redis_calls import CallFacts
 from acd.adapters.redis_state import AcdRedisState, AgentSpec, ItemSpec, Offer
+from acd.config import parse_acd_config
+from acd.service import AcdService
 
 GOAL_P99_MS = 10.0
 GOAL_PER_S = 5000.0
+BASELINE_SNAPSHOT_CYCLE_MS = 108.0  # issue 4's measure of a cycle over the full snapshot
 OFFER_TTL = 300.0
 
 
@@ -87,7 +96,8 @@ async def _delete_site(client: aioredis.Redis, prefix: str) -> None:
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     client = aioredis.Redis.from_url(args.url, socket_timeout=10.0)
-    state = AcdRedisState(client, f"bench-{os.getpid()}", stream_maxlen=200_000)
+    site = f"bench-{os.getpid()}"
+    state = AcdRedisState(client, site, stream_maxlen=200_000)
     skills = [f"skill-{n:02d}" for n in range(args.skills)]
     try:
         agents = _agents(args.agents, skills, rng)
@@ -150,9 +160,45 @@ async def run(args: argparse.Namespace) -> None:
             f"reservations/s with {args.concurrency} in flight: {per_s:,.0f} "
             f"({sum(counts)} in {elapsed:.2f} s)   (goal for decisions: >= {GOAL_PER_S:,.0f}/s)"
         )
+        await _cycles(client, state, site, args.items)
     finally:
         await _delete_site(client, state.prefix)
         await client.aclose()
+
+
+async def _cycles(client: aioredis.Redis, state: AcdRedisState, site: str, items: int) -> None:
+    """Median cost of a service cycle over the whole waiting set, a bounded one, a quiet one."""
+
+    def service(snapshot_items: int) -> AcdService:
+        config = parse_acd_config(
+            {
+                "service": {"site": site, "snapshot_items": snapshot_items},
+                "queues": [{"id": f"queue-{n}", "skills": "*"} for n in range(20)],
+            }
+        )
+        return AcdService(state, CallFacts(client, state), config)
+
+    async def timed(node: AcdService, full: bool, runs: int = 5) -> float:
+        spent = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            await node.cycle(full=full)
+            spent.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(spent)
+
+    whole, bounded = service(items), service(5000)
+    for node in (whole, bounded):
+        await node.cycle()  # learns every item's attributes once
+    whole_ms = await timed(whole, full=True)
+    bounded_ms = await timed(bounded, full=True)
+    quiet_ms = await timed(bounded, full=False)
+    waiting = (await state.snapshot(max_items=0)).waiting_total
+    print(
+        f"service cycle, {waiting} waiting: whole waiting set {whole_ms:.1f} ms, "
+        f"bounded to 5000 items {bounded_ms:.1f} ms, quiet (no event) {quiet_ms:.2f} ms "
+        f"(baseline: {BASELINE_SNAPSHOT_CYCLE_MS:g} ms for the 20,000-item snapshot alone; "
+        f"{bounded.quiet_cycles} of the bounded node's cycles were quiet)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

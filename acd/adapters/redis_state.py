@@ -755,6 +755,28 @@ class AcdRedisState:
             )
         return out
 
+    async def next_ready_ms(self, after_ms: int) -> int | None:
+        """The earliest time after ``after_ms`` at which an agent becomes ready by itself (its
+        wrap-up or missed cooldown ends: a ready-set score in the future), or None. Read-only;
+        such a change writes no event, so a controller that waits for events must wake then."""
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in CHANNELS:
+                    pipe.zrangebyscore(
+                        self.prefix + "ready:" + channel,
+                        f"({after_ms}",
+                        "+inf",
+                        start=0,
+                        num=1,
+                        withscores=True,
+                    )
+                return list(await pipe.execute())
+
+        replies = await self._with_retry(read)
+        scores = [int(score) for reply in replies or [] for _, score in reply]
+        return min(scores) if scores else None
+
     async def events(self, after: str = "0-0", count: int = 1000) -> list[AcdEvent]:
         """Up to ``count`` events of the stream with ids greater than ``after``."""
         entries = await self._with_retry(

@@ -351,3 +351,37 @@ async def test_given_an_overflowing_queue_then_redis_moves_the_item_and_every_no
     assert await owner.answered("c1")
     await owner.hung_up("c1")
     await center.no_agent_reserved()
+
+
+async def test_given_no_event_when_a_wrap_up_ends_by_redis_clock_then_the_quiet_node_offers_on_time(
+    center_factory: Callable[..., Awaitable[Center]],
+) -> None:
+    # quiet_limit is long: only the next-ready time read from Redis can end the quiet period
+    queues = [{"id": "support", "skills": "support", "wrap_up": 1.5}]
+    center = await center_factory(config(queues=queues, quiet_limit=600))
+    service, _, _ = await one_offer(center)
+    assert await service.answered("c1")
+    await service.hung_up("c1")  # a1 wraps up for 1.5 s of Redis time: no event when it ends
+    second = await service.enqueue(WorkRequest("c2", "support"))
+    quiet_before = service.quiet_cycles
+    offer = await offered(second)  # within WAIT, far less than quiet_limit
+    assert offer.agent_id == "a1"
+    assert service.quiet_cycles > quiet_before  # polls during the wrap-up skipped the snapshot
+    record = await center.state.agent("a1")
+    assert record is not None
+    assert record.offer_id == offer.offer_id
+
+
+async def test_given_the_ready_sets_then_the_next_ready_time_is_the_earliest_future_score(
+    center_factory: Callable[..., Awaitable[Center]],
+) -> None:
+    center = await center_factory()
+    service, _, _ = await one_offer(center)
+    snap = await center.state.snapshot()
+    assert await center.state.next_ready_ms(snap.server_ms) is None  # a1 is reserved
+    assert await service.answered("c1")
+    await center.state.complete("c1", wrap_up=30)
+    ready_at = await center.state.next_ready_ms(snap.server_ms)
+    assert ready_at is not None
+    assert snap.server_ms + 29_000 <= ready_at <= snap.server_ms + 31_000 + 5_000
+    await center.no_agent_reserved()

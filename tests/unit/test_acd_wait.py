@@ -78,6 +78,7 @@ def test_given_no_offer_margin_then_the_default_applies_and_a_given_one_is_kept(
         ({"service": {"offer_margin": -3}}, "service.offer_margin"),
         ({"service": {"offer_margin": "soon"}}, "service.offer_margin"),
         ({"service": {"offer_margin": True}}, "service.offer_margin"),
+        ({"service": {"quiet_limit": 0}}, "service.quiet_limit"),
         ({"queues": [{"id": "q"}, {"id": "q"}]}, "queues[1].id"),
     ],
 )

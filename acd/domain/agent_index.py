@@ -10,40 +10,49 @@ milliseconds; this index answers in a few dozen steps instead.
 
 Every agent that can take a channel now is entered, for that channel, in one *bucket* per skill
 it has, the bucket of its level in that skill: ``(channel, skill, level)``; and in the channel's
-*any* bucket (for ``*`` requirements). Each bucket keeps two sorted lists, maintained
-incrementally by :meth:`AgentIndex.update` whenever the agent's availability or idle order
-changes (an O(log n) search and a list insertion per bucket):
+*any* bucket (for ``*`` requirements; built on the first such requirement, then kept). Each
+bucket keeps three sorted lists, maintained incrementally by :meth:`AgentIndex.update` whenever
+the agent's availability, idle order or busy time changes (a binary search and a list
+insertion or deletion per bucket and list):
 
 * ``by_idle``: ``(idle_key, ordinal)``, the longest-idle order of
   :attr:`~acd.domain.agents.AgentStatus.idle_key` (free agents first by ``idle_since``, then
   agents holding other work by ``last_assigned_at``), ties on registration order;
+* ``by_busy``: ``(busy_seconds, idle time, ordinal)``, for least occupied;
 * ``by_ordinal``: registration ordinals, for round robin.
 
 :meth:`AgentIndex.select` reads the requirement term by term. For each term it takes the
 *primary* condition ``skill >= level``, the one with the fewest agents at or above its level,
 and the buckets of that skill from level 5 down to the minimum: agents below the minimum are
-never visited. It then merges those buckets lazily in the strategy's order and stops at the
-first ``limit`` agents that match the whole requirement (other conditions of the term, other
-terms, language); agents seen twice (in two terms) are taken once:
+never visited. It then merges those buckets lazily (:func:`_merged`: sorted chunks that double)
+in the strategy's order and stops at the first ``limit`` agents that match the whole
+requirement (other conditions of the term, other terms, language); agents seen twice (in two
+terms) are taken once:
 
 * ``longest_idle``: the merge of the ``by_idle`` lists;
 * ``round_robin``: the ``by_ordinal`` lists from just after the queue's cursor, then wrapped;
 * ``best_skill`` when every term has at most one condition: the buckets by level, highest
   first, each in idle order - the level *is* the term's level sum, and an agent's first
   appearance carries its best term;
-* ``least_occupied`` (occupancy since login changes with time, so no static order exists) and
-  ``best_skill`` with a multi-skill term (the sum of several levels) fall back to
+* ``least_occupied``: occupancy since login changes with time, so no static order gives it;
+  instead the ``by_busy`` lists are walked fewest busy seconds first with an exact bound (see
+  :meth:`AgentIndex._least_occupied`), which stops after a few agents when logins are close;
+* ``best_skill`` with a multi-skill term (the sum of several levels) falls back to
   :func:`~acd.domain.routing.select`, the brute-force reference, over the agents of those
   buckets (still never below the primary minimum).
 
 The decision is the one :func:`~acd.domain.routing.select` makes over all free agents; the
-property tests compare the two. The explanation's counts are *lazy*: the eligible count and the
-rejected ones are exact (from bucket sizes) for a one-term, one-condition requirement without a
-language, and exact whenever the walk or the fallback saw every candidate; otherwise the walk
-stopped after ``limit`` eligible agents and ``eligible_count`` is a lower bound
+property tests compare the two (index against brute force, and a whole engine against one with
+``EnginePolicy(brute_force=True)``). The explanation's counts are *lazy*: the eligible count and
+the rejected ones are exact (from bucket sizes) for a one-term, one-condition requirement
+without a language, and exact whenever the walk or the fallback saw every candidate; otherwise
+the walk stopped after ``limit`` eligible agents and ``eligible_count`` is a lower bound
 (``counts_exact`` is then False and the rendering says "at least"). Rejections are agents the
 selection looked at and turned down: the primary skill below the minimum (one-term
 requirements) or another condition failing.
+
+Assumption (true of every status :func:`~acd.domain.agents.transition` makes on the engine's
+clock, which never goes back): an agent with busy seconds logged in before now.
 
 Pure: no I/O; the records are the engine's own agent records (profile, status, ordinal).
 """
@@ -330,6 +339,11 @@ class AgentIndex:
             counts_exact=exact,
         )
 
+    def candidates(self, requirement: Requirement) -> Iterator[IndexedAgent]:
+        """Every indexed agent at or above the primary condition of a term, unordered, once:
+        what a brute-force selection scans (it filters the rest of the requirement itself)."""
+        return self._union(self._sources(requirement))
+
     def _first(
         self,
         requirement: Requirement,
@@ -373,8 +387,8 @@ class AgentIndex:
         ``busy_seconds / (now - earliest login)``, so the walk stops once that bound, rounded as
         the key rounds, is above the ``limit``-th best found. Agents with no busy seconds and no
         work have occupancy 0 and load 0, the smallest key prefix, and come in idle order: the
-        first ``limit`` of them end that part of the walk. None (use the brute force) when some
-        indexed agent logged in at ``now`` or later, where the bound does not hold.
+        first ``limit`` of them end that part of the walk. None (use the brute force) when every
+        indexed agent logged in at ``now`` or later: the bound has no span to divide by.
         """
         earliest = self._earliest_login()
         if earliest is None or earliest >= now:

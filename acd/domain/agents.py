@@ -492,6 +492,8 @@ def _apply(
                 status,
                 reservation=Reservation(item_id, channel, queue, now),
                 last_assigned_at=now,
+                # what _settle would add: the busy period starts (one record made, not two)
+                busy_since=now if status.busy_since is None else status.busy_since,
             )
         case Accept(item_id=item_id):
             reservation = _reservation_for(status, item_id)

@@ -129,7 +129,9 @@ class EnginePolicy:
     ``missed_cooldown``: seconds an agent is not offered anything after a missed offer;
     ``report_agent_states``: emit :class:`AgentStateChanged` for every change (the simulator
     turns it off); ``finished_memory``: how many finished item ids are remembered to recognise
-    duplicate events.
+    duplicate events; ``brute_force``: choose agents by scanning the candidates with
+    :func:`~acd.domain.routing.select` instead of walking the ordered index (the reference the
+    tests and benchmarks compare the index with; same decisions, slower).
     """
 
     pause_after_misses: int = 3
@@ -138,6 +140,7 @@ class EnginePolicy:
     explanation_limit: int = EXPLANATION_LIMIT
     report_agent_states: bool = True
     finished_memory: int = 100_000
+    brute_force: bool = False
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -847,7 +850,11 @@ class RoutingEngine:
             heapq.heappush(candidates, (best[0], self._next_seq(), best[2], profile.agent_id))
 
     def _select_for(self, record: _ItemRecord, now: float) -> Selection | None:
-        return self._index.select(self._request(record, now))
+        request = self._request(record, now)
+        if self.policy.brute_force:
+            candidates = self._index.candidates(request.rule.requirement)
+            return select(request, candidates, check_capacity=False)
+        return self._index.select(request)
 
     def _request(self, record: _ItemRecord, now: float) -> SelectionRequest:
         rule = record.rule

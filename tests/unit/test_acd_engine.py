@@ -451,18 +451,24 @@ PROFILES = [
     ),
 ]
 
+
+def enqueues(queues: list[Queue]) -> st.SearchStrategy[tuple[object, ...]]:
+    """An enqueue of one of the items into one of ``queues``, any channel and priority."""
+    return st.tuples(
+        st.just("enqueue"),
+        st.sampled_from(ITEM_IDS),
+        st.sampled_from([q.queue_id for q in queues]),
+        st.sampled_from(list(Channel)),
+        st.integers(0, 2),
+    )
+
+
 engine_commands = st.one_of(
     st.tuples(st.just("login"), st.sampled_from(AGENTS)),
     st.tuples(st.just("logout"), st.sampled_from(AGENTS)),
     st.tuples(st.just("ready"), st.sampled_from(AGENTS)),
     st.tuples(st.just("pause"), st.sampled_from(AGENTS)),
-    st.tuples(
-        st.just("enqueue"),
-        st.sampled_from(ITEM_IDS),
-        st.sampled_from([q.queue_id for q in QUEUES]),
-        st.sampled_from(list(Channel)),
-        st.integers(0, 2),
-    ),
+    enqueues(QUEUES),
     st.tuples(st.just("cancel"), st.sampled_from(ITEM_IDS)),
     st.tuples(st.just("accept"), st.sampled_from(AGENTS), st.sampled_from(ITEM_IDS)),
     st.tuples(st.just("no_answer"), st.sampled_from(AGENTS), st.sampled_from(ITEM_IDS)),
@@ -580,16 +586,7 @@ STRATEGY_QUEUES = [
 @given(
     logged_in=st.sets(st.sampled_from(AGENTS)),
     commands=st.lists(
-        st.one_of(
-            engine_commands,
-            st.tuples(
-                st.just("enqueue"),
-                st.sampled_from(ITEM_IDS),
-                st.sampled_from([q.queue_id for q in STRATEGY_QUEUES]),
-                st.sampled_from(list(Channel)),
-                st.integers(0, 2),
-            ),
-        ),
+        st.one_of(engine_commands, enqueues(STRATEGY_QUEUES)),
         min_size=10,
         max_size=60,
     ),

@@ -50,6 +50,7 @@ from asterisk_sim.scripts import (
 from asterisk_sim.simulator import AsteriskSimulator, SimCall
 from callcenter.config import IvrSettingsSection, Secret, Settings
 from callcenter.demo_agents import BotStats, ChatVisitor, DigitalAgent
+from callcenter.demo_mailbox import CustomerMailbox
 from callcenter.embedded_redis import embedded_redis
 from callcenter.node import NodeAddresses, serve_node
 from callcenter.process import run_until_stopped
@@ -127,6 +128,7 @@ class DemoStats:
     digital_agents: tuple[str, ...] = ()
     monitor: PbxMonitor = field(default_factory=PbxMonitor)
     acd: AcdService | None = None
+    mailbox: CustomerMailbox = field(default_factory=lambda: CustomerMailbox(seed=7))
     _events_after: str = "0-0"
 
 
@@ -206,9 +208,11 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
     )
     for exten, phone in DEMO_AGENTS.items():
         sim.add_agent(exten, phone, context=AGENTS_CONTEXT)
+    mailbox = stats.mailbox
     with tempfile.TemporaryDirectory(prefix="callcenter-demo-") as scratch:
         async with _redis(settings) as redis_url:
             await sim.start()
+            await mailbox.start()
             try:
                 node_settings = replace(
                     settings,
@@ -227,6 +231,15 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                         port=0 if not settings.email.enabled else settings.email.port,
                         secret=settings.email.secret or Secret(secrets.token_urlsafe(24)),
                         blob_dir=str(Path(scratch) / "mail-store"),
+                        relay_host=settings.email.relay_host or "127.0.0.1",
+                        relay_port=settings.email.relay_port
+                        if settings.email.relay_host
+                        else mailbox.port,
+                    ),
+                    helpdesk=replace(
+                        settings.helpdesk,
+                        survey_secret=settings.helpdesk.survey_secret
+                        or Secret(secrets.token_urlsafe(24)),
                     ),
                     acd=replace(
                         settings.acd,
@@ -250,12 +263,14 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                     tg.create_task(_watch_tickets(node_settings, options, stats))
                     addresses = listening.result()
                     if addresses.smtp_port:
+                        mailbox.smtp_in = (node_settings.email.host, addresses.smtp_port)
                         tg.create_task(_mailers(node_settings, addresses.smtp_port, options))
                     base_url = f"http://{addresses.web_host}:{addresses.web_port}"
                     tg.create_task(
                         _digital(node_settings, base_url, options, stats, staffed, agents_password)
                     )
             finally:
+                await mailbox.close()
                 await sim.close()
 
 
@@ -556,5 +571,12 @@ def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> No
         f" served {bots.visitors_served}, offline {bots.visitors_offline}"
         f" | digital agents online {len(bots.agents_online)}/{len(stats.digital_agents)},"
         f" chats answered {bots.chats_answered}, emails replied {bots.emails_replied}",
+        flush=True,
+    )
+    mail = stats.mailbox.stats
+    print(
+        f"[demo] mail to customers: agents' replies {mail.replies},"
+        f" automatic (acknowledgements, surveys) {mail.automatic};"
+        f" customers who answered a reply {mail.answered}",
         flush=True,
     )

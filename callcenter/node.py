@@ -31,6 +31,7 @@ from callcenter.services import (
     build_call_feed,
     build_chat_routing,
     build_email_dispatcher,
+    build_helpdesk_hooks,
     build_ivr,
     open_records,
 )
@@ -42,10 +43,10 @@ from ivr.service import IvrService
 from tickets.chat import ChatRouting
 from tickets.db import Database
 from tickets.email import EmailConfigError
+from tickets.email.outbound import OutboundMail, build_outbound_mail
 from tickets.email.service import BreachWatcher, build_email_channel
 from tickets.email.smtp_in import InboundSmtpServer
 from tickets.errors import MigrationFailed
-from tickets.hooks import HelpDeskHooks
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +138,15 @@ async def serve_node(
             max_header_bytes=settings.agi.max_header_bytes,
         )
         await agi.start()
-        hooks = HelpDeskHooks(records.sessions)
+        hooks = build_helpdesk_hooks(settings, records)
+        outbound = build_outbound_mail(records, settings.email)
         if settings.email.enabled:
             smtp = build_email_channel(records, settings.email, hooks)
             await smtp.start()
             log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
-        web_runner = await start_web(settings, records, chat_routing=build_chat_routing(acd))
+        web_runner = await start_web(
+            settings, records, chat_routing=build_chat_routing(acd), outbound=outbound
+        )
         web_port = _bound_port(web_runner)
         log.info(
             "web app on http://%s:%d/ (agent console, REST API, chat)", settings.web.host, web_port
@@ -165,6 +169,8 @@ async def serve_node(
             tg.create_task(
                 BreachWatcher.for_hooks(hooks, interval=settings.email.breach_check_interval).run()
             )
+            if outbound is not None:  # agents' replies and acknowledgements to customers
+                tg.create_task(outbound.sender.run())
             if acd is not None:
                 answers = DialAnswers(acd)  # agents' answers from AMI DialEnd, not ring timeouts
                 monitor.listeners.append(answers.observe)
@@ -190,11 +196,22 @@ async def serve_node(
 
 
 async def start_web(
-    settings: Settings, records: Database, *, chat_routing: ChatRouting | None = None
+    settings: Settings,
+    records: Database,
+    *,
+    chat_routing: ChatRouting | None = None,
+    outbound: OutboundMail | None = None,
 ) -> web.AppRunner:
     """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port;
-    chats go to ``chat_routing`` (the ACD) when given."""
-    app = create_app(web_config(settings.web), database=records, chat_routing=chat_routing)
+    chats go to ``chat_routing`` (the ACD) when given; with ``outbound``, agents' public replies
+    and offline-chat acknowledgements are mailed to customers."""
+    app = create_app(
+        web_config(settings.web),
+        database=records,
+        chat_routing=chat_routing,
+        offline_mailer=outbound.offline_mailer if outbound is not None else None,
+        customer_mail=outbound.customer_mail if outbound is not None else None,
+    )
     if isinstance(chat_routing, AcdChatRouting):  # chats only to agents at a console here
         chat_routing.present = app[HUB].connected
     runner = web.AppRunner(app)

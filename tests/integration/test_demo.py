@@ -50,6 +50,20 @@ def acd_routed(db: Path, agents: tuple[str, ...]) -> dict[str, list[tuple[int, i
     return {"chat": chats, "email": emails}
 
 
+def threaded_answers(db: Path) -> int:
+    """Email tickets on which the customer wrote again after an agent's public reply."""
+    with sqlite3.connect(db) as connection:
+        row = connection.execute(
+            "SELECT COUNT(DISTINCT t.id) FROM tickets t"
+            " JOIN messages r ON r.ticket_id = t.id AND r.author_kind = 'agent'"
+            " AND r.internal = 0"
+            " JOIN messages c ON c.ticket_id = t.id AND c.author_kind = 'customer'"
+            " AND c.id > r.id"
+            " WHERE t.channel = 'email'"
+        ).fetchone()
+    return int(row[0])
+
+
 def heard_and_pressed(db: Path) -> tuple[set[str], int]:
     """Words recognised and keypad entries made, over every ticketed call."""
     with sqlite3.connect(db) as connection:
@@ -90,7 +104,8 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
                 if stats.calls_ticketed >= 8 and owns and mailed and served and assigned:
                     words, keyed = heard_and_pressed(db)
                     routed = acd_routed(db, stats.digital_agents)
-                    if words & KOREAN and keyed and all(routed.values()):
+                    answered = stats.mailbox.stats.answered >= 1 and threaded_answers(db) >= 1
+                    if words & KOREAN and keyed and all(routed.values()) and answered:
                         break
                 await asyncio.sleep(0.5)
     finally:
@@ -110,3 +125,7 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
     assert routed["email"]
     assert "[demo] ACD assignments by channel:" in out
     assert stats.bots.visitors_served >= 1
+    # agents' replies reached the customers' mailbox; a customer's answer joined its ticket
+    assert stats.mailbox.stats.replies >= 1
+    assert threaded_answers(db) >= 1
+    assert "[demo] mail to customers:" in out

@@ -6,8 +6,14 @@ Wiring (the composition root does this)::
     app = create_app(web_config(settings.web), database=database,
                      chat_routing=None,         # or the ACD's ChatRouting adapter
                      offline_mailer=None,       # or outbound.offline_mailer (tickets.email)
-                     customer_mail=None)        # or outbound.customer_mail: replies mailed
+                     customer_mail=None,        # or outbound.customer_mail: replies mailed
+                     hooks=None)                # or the node's HelpDeskHooks: SLA, surveys
     web.run_app / AppRunner + TCPSite(settings.web.host, settings.web.port)
+
+Without ``hooks`` the app makes its own `HelpDeskHooks` on ``database`` (SLA clocks and
+duplicates, no email surveys); the node passes the ones it builds from ``[helpdesk]``
+(``survey_tokens``, ``survey_mail`` = the outbound mail, ``public_url``), so a ticket solved
+here is mailed its survey link and ``/survey/{token}`` answers it.
 
 ``/metrics`` takes the bearer token ``web.metrics_token``; without one it answers loopback
 clients only. ``/healthz`` is open and says nothing but ``ok``.
@@ -25,7 +31,7 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agent_console import api, auth, chat
+from agent_console import api, auth, chat, survey_pages
 from agent_console.errors import (
     ConsoleError,
     CsrfRejected,
@@ -56,6 +62,8 @@ from tickets.errors import (
     TicketNotFound,
     TicketsError,
 )
+from tickets.hooks import HelpDeskHooks
+from tickets.repository import Clock, utc_now
 from tickets.users import InvalidCredentials, InvalidUser, UserExists
 from tickets.webhooks import DispatchPolicy, WebhookDispatcher, WebhookError, delivery_counts
 
@@ -240,6 +248,24 @@ ROUTES = (
         tag="chat",
         content_type="text/html",
     ),
+    RouteSpec(
+        "GET",
+        "/survey/{token}",
+        survey_pages.survey_page,
+        "The customer's email survey page (the signed link is the credential)",
+        access=Access.LINK,
+        tag="surveys",
+        content_type="text/html",
+    ),
+    RouteSpec(
+        "POST",
+        "/survey/{token}",
+        survey_pages.survey_answer,
+        "Answer the email survey (form fields score 1-5, resolved yes/no, comment); once",
+        access=Access.LINK,
+        tag="surveys",
+        content_type="text/html",
+    ),
     *api.API_ROUTES,
 )
 
@@ -268,16 +294,26 @@ def create_app(
     customer_mail: CustomerMail | None = None,
     webhook_policy: DispatchPolicy | None = None,
     run_webhooks: bool = True,
+    hooks: HelpDeskHooks | None = None,
+    clock: Clock = utc_now,
 ) -> web.Application:
     """The web app on `database` (already migrated). Without `chat_routing`, chats go to the
-    agents connected to /agent/ws (`ConnectedAgentsRouting`)."""
+    agents connected to /agent/ws (`ConnectedAgentsRouting`). Without `hooks`, the help desk's
+    follow-ups are `HelpDeskHooks(database.sessions, clock)` (no email surveys); given hooks
+    should share ``clock``."""
     app = web.Application(
         middlewares=[error_middleware, auth.auth_middleware], client_max_size=1024**2
     )
     app[CONFIG] = config
     app[DATABASE] = database
-    app[HELPDESK] = HelpDesk(database.sessions, customer_mail=customer_mail)
+    app[HELPDESK] = HelpDesk(
+        database.sessions,
+        clock,
+        customer_mail=customer_mail,
+        hooks=hooks or HelpDeskHooks(database.sessions, clock),
+    )
     app[LOGIN_LIMITER] = auth.login_limiter()
+    app[survey_pages.SURVEY_LIMITER] = survey_pages.survey_limiter()
     hub = chat.ChatHub(chat.VisitorTokens(config.secret))
     app[chat.HUB] = hub
     app[chat.ROUTING] = chat_routing or chat.ConnectedAgentsRouting(hub)

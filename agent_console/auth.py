@@ -12,6 +12,8 @@ Every matched route must have a `RouteSpec` (else 403: fail closed). Then, by it
 - ``visitor``: the chat widget's WebSocket: the Origin must be allowed; the visitor proves who
   they are in-band with a signed visitor token (`agent_console.chat`).
 - ``public``: nothing is checked; these routes carry no data (health, login form, static files).
+- ``link``: nothing is checked here; the handler checks the signed token in the path (the email
+  survey page, `agent_console.survey_pages`), which is the credential, and rate-limits callers.
 
 Logins are limited per user name and per client address and every attempt is audited.
 """
@@ -87,7 +89,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def _check_access(request: web.Request, spec: RouteSpec) -> None:
     config = request.app[CONFIG]
-    if spec.access == Access.PUBLIC:
+    if spec.access in (Access.PUBLIC, Access.LINK):
         return
     if spec.access == Access.METRICS:
         if config.metrics_token:

@@ -33,6 +33,7 @@ class Access(StrEnum):
     METRICS = "metrics"  # the metrics bearer token (or, without one, a loopback peer only)
     VISITOR = "visitor"  # the chat widget's WebSocket: same-origin only, signed visitor token
     PUBLIC = "public"  # carries no data: health, the login form, the widget's static files
+    LINK = "link"  # a signed token in the path is the credential (the email survey page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,11 @@ def _responses(spec: RouteSpec) -> dict[str, Any]:
         ok["content"] = {spec.content_type: {"schema": dict(spec.response)}}
     status = "101" if spec.method == "GET" and spec.path.endswith("/ws") else "200"
     out: dict[str, Any] = {status: ok}
-    if spec.access != Access.PUBLIC:
+    if spec.access == Access.LINK:
+        out["404"] = {"description": "the link is forged, damaged or expired"}
+        out["409"] = {"description": "already used"}
+        out["429"] = {"description": "too many requests from this address"}
+    elif spec.access != Access.PUBLIC:
         out["401"] = error
         out["403"] = error
     if spec.body is not None or spec.query:

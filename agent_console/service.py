@@ -3,6 +3,12 @@
 Handlers resolve input, this module checks and acts inside one transaction, and every change
 enqueues its webhook events in that same transaction (see `tickets.webhooks`), so a ticket
 change and its notification are stored together or not at all.
+
+The help desk's follow-up rules (`tickets.hooks.HelpDeskHooks`: SLA clocks, duplicates, the
+email survey of a solved ticket) run in that transaction too, through one path: a new ticket
+goes through `ticket_created`, every stored message through `message_stored`, every status
+change through `status_changed`. Other web-app code that stores messages or changes a status
+(the chat) calls these two as well.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from tickets.chat import ChatRecords
 from tickets.customers import CustomerDirectory
 from tickets.email.outbox import CustomerMail, MailOutboxEntry
 from tickets.errors import CustomerNotFound, InvalidIdentity
+from tickets.hooks import HelpDeskHooks
 from tickets.models import (
     AuditEvent,
     AuthorKind,
@@ -37,6 +44,7 @@ from tickets.models import (
     TicketTag,
 )
 from tickets.repository import Clock, TicketRepository, utc_now
+from tickets.surveys import SurveyResponse, Surveys
 from tickets.webhooks import WebhookEvent, enqueue
 
 
@@ -61,6 +69,15 @@ def ticket_json(ticket: Ticket, tags: Sequence[str] = ()) -> dict[str, Any]:
         "tags": list(tags),
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
+        "sla": {
+            "first_response_due_at": _iso(ticket.first_response_due_at),
+            "first_response_at": _iso(ticket.first_response_at),
+            "next_response_due_at": _iso(ticket.next_response_due_at),
+            "resolution_due_at": _iso(ticket.resolution_due_at),
+            "paused_at": _iso(ticket.sla_paused_at),
+            "paused_seconds": ticket.sla_paused_seconds,
+            "solved_at": _iso(ticket.solved_at),
+        },
     }
 
 
@@ -112,6 +129,20 @@ def outbox_json(entry: MailOutboxEntry) -> dict[str, Any]:
     }
 
 
+def survey_json(response: SurveyResponse) -> dict[str, Any]:
+    return {
+        "id": response.id,
+        "source": str(response.source),
+        "channel": str(response.channel),
+        "score": response.score,
+        "resolved": response.resolved,
+        "comment": response.comment,
+        "queue": response.queue,
+        "agent": response.agent,
+        "answered_at": _iso(response.answered_at),
+    }
+
+
 def link_json(link: TicketLink) -> dict[str, Any]:
     return {
         "source_id": link.source_id,
@@ -135,10 +166,12 @@ class HelpDesk:
         clock: Clock = utc_now,
         *,
         customer_mail: CustomerMail | None = None,
+        hooks: HelpDeskHooks | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.customer_mail = customer_mail
+        self.hooks = hooks or HelpDeskHooks(sessions, clock)
 
     def _repo(self, session: AsyncSession) -> TicketRepository:
         return TicketRepository(session, self.clock)
@@ -150,6 +183,26 @@ class HelpDesk:
 
     async def _ticket_out(self, session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
         return ticket_json(ticket, await self._repo(session).tags(ticket))
+
+    # -- follow-ups, in the caller's transaction -----------------------------------------------
+
+    async def ticket_created(self, session: AsyncSession, ticket: Ticket) -> None:
+        """A ticket made here: its SLA clock starts, the customer's duplicates are linked."""
+        await self.hooks.ticket_created(session, ticket)
+
+    async def message_stored(self, session: AsyncSession, ticket: Ticket, message: Message) -> None:
+        """A message stored on ``ticket``: a public one moves the response deadlines (a reply
+        by the customer may also have reopened the ticket: pass the status it had before to
+        `status_changed`)."""
+        if not message.internal:
+            await self.hooks.message_added(session, ticket, message)
+
+    async def status_changed(
+        self, session: AsyncSession, ticket: Ticket, previous: TicketStatus
+    ) -> None:
+        """After a status change: the SLA clock pauses, resumes or stops; solved sends the
+        survey mail (no-op when the status is still ``previous``)."""
+        await self.hooks.status_changed(session, ticket, previous)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -194,6 +247,9 @@ class HelpDesk:
             out["chats"] = [
                 {"id": c.id, "status": str(c.status), "agent": c.agent, "rating": c.rating}
                 for c in await ChatRecords(session, self.clock).for_ticket(ticket.id)
+            ]
+            out["surveys"] = [
+                survey_json(r) for r in await Surveys(session, self.clock).for_ticket(ticket)
             ]
         return out
 
@@ -271,6 +327,7 @@ class HelpDesk:
                     author=actor,
                     internal=True,
                 )
+            await self.ticket_created(session, ticket)
             out = await self._ticket_out(session, ticket)
             await self._emit(session, WebhookEvent.TICKET_CREATED, {"ticket": out})
         return out
@@ -283,7 +340,9 @@ class HelpDesk:
             ticket = await repo.get(ticket_id, for_update=True)
             changed = sorted(body)
             if "status" in body:
+                previous = ticket.status
                 await repo.transition(ticket, TicketStatus(body["status"]), actor=actor)
+                await self.status_changed(session, ticket, previous)
             if "priority" in body:
                 await repo.set_priority(ticket, Priority(body["priority"]), actor=actor)
             if "assignee" in body:
@@ -324,6 +383,7 @@ class HelpDesk:
                 author=author,
                 internal=internal,
             )
+            await self.message_stored(session, ticket, message)
             out = message_json(message)
             if mail is not None and to is not None:
                 out["mail"] = outbox_json(await mail.agent_reply(session, ticket, message, to))
@@ -341,7 +401,9 @@ class HelpDesk:
             repo = self._repo(session)
             source = await repo.get(ticket_id, for_update=True)
             target = await repo.get(into_id, for_update=True)
+            previous = source.status
             await repo.merge(source, target, actor=actor)
+            await self.status_changed(session, source, previous)
             out = await self._ticket_out(session, target)
             await self._emit(
                 session,
@@ -371,6 +433,7 @@ class HelpDesk:
                 message_ids=body.get("message_ids", ()),
                 subject=body.get("subject"),
             )
+            await self.ticket_created(session, new)
             out = await self._ticket_out(session, new)
             await self._emit(
                 session, WebhookEvent.TICKET_CREATED, {"ticket": out, "split_from": ticket.id}

@@ -9,6 +9,11 @@ The call feed (`tickets.call_feed`) calls :meth:`HelpDeskHooks.call_ticketed` af
 service level, duplicate links are unique, a survey answered twice is kept once, the
 ``call.ticketed`` webhook is queued once per call id), so a call the feed hands over again
 after a crash changes nothing.
+
+The web app's help-desk service (`agent_console.service.HelpDesk`) calls the same per-session
+hooks for tickets created, public messages and status changes made through the REST API. A
+ticket becoming solved is mailed its email survey link (`survey_mail`, the outbound mail) when
+survey links are signed (`survey_tokens`); a failure there is logged and never undoes the change.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tickets.models import CallRecord, Message, Ticket, TicketLink, TicketStatus
 from tickets.phone import DEFAULT_REGION
 from tickets.repository import Clock, TicketRepository, utc_now
 from tickets.sla_records import BreachDetected, Escalations, ServiceLevels
-from tickets.surveys import Surveys, SurveyTokens
+from tickets.surveys import SurveyMail, Surveys, SurveyTokens, survey_link
 from tickets.webhooks import WebhookEvent, enqueue
 
 __all__ = ["HelpDeskHooks", "call_ticketed_payload"]
@@ -43,6 +48,8 @@ class HelpDeskHooks:
     clock: Clock = utc_now
     escalations: Escalations | None = None
     survey_tokens: SurveyTokens | None = None
+    survey_mail: SurveyMail | None = None
+    public_url: str = "http://127.0.0.1:8080"  # where the mailed survey links point
     duplicate_window: timedelta = DUPLICATE_WINDOW
     default_region: str = DEFAULT_REGION
 
@@ -66,9 +73,30 @@ class HelpDeskHooks:
     async def status_changed(
         self, session: AsyncSession, ticket: Ticket, previous: TicketStatus
     ) -> None:
-        """Call after a status change (a customer's reply reopening a pending ticket)."""
-        if ticket.status != previous:
-            await self.service_levels(session).status_changed(ticket, previous)
+        """Call after a status change (a customer's reply reopening a pending ticket, an agent
+        setting pending or solved): the SLA clock pauses, resumes or stops; solved invites the
+        customer to the email survey."""
+        if ticket.status == previous:
+            return
+        await self.service_levels(session).status_changed(ticket, previous)
+        if ticket.status == TicketStatus.SOLVED:
+            await self.invite_to_survey(session, ticket)
+
+    async def invite_to_survey(self, session: AsyncSession, ticket: Ticket) -> bool:
+        """Queue the survey mail of ``ticket`` (True), or nothing: surveys or mail not set up, no
+        known address, already invited. A failure is logged; the caller's change stands."""
+        if self.survey_tokens is None or self.survey_mail is None:
+            return False
+        token = Surveys(session, self.clock, self.survey_tokens).email_link_token(ticket)
+        try:
+            async with session.begin_nested():
+                queued = await self.survey_mail.survey_invitation(
+                    session, ticket, link=survey_link(self.public_url, token)
+                )
+        except TicketsError as err:
+            log.warning("ticket %s: no survey mail (%s)", ticket.number, err)
+            return False
+        return queued is not None
 
     async def reply_on_thread(
         self, session: AsyncSession, ticket: Ticket, from_address: str

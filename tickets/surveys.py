@@ -10,7 +10,10 @@ definition; `resolved` is the customer's own yes/no where the survey asks it.
 Email links carry a token `<payload>.<signature>`: the payload is the ticket id and an expiry
 (base64url JSON), the signature HMAC-SHA256 with a secret the composition root reads from the
 environment. A forged, damaged or expired token is refused (`InvalidSurveyToken`); a second
-answer is refused (`SurveyAlreadyAnswered`) and changes nothing.
+answer is refused (`SurveyAlreadyAnswered`) and changes nothing. The link is
+``<public url>/survey/<token>`` (`survey_link`); it is mailed when a ticket is solved
+(`tickets.hooks`, through the `SurveyMail` port the outbound mail implements) and answered on
+the web app's public survey page (`agent_console.survey_pages`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -107,6 +110,21 @@ class CsatRow:
     def csat(self) -> float | None:
         """Percent of scored answers that are 4 or 5."""
         return None if self.scored == 0 else round(100.0 * self.satisfied / self.scored, 1)
+
+
+class SurveyMail(Protocol):
+    """Queues the email survey invitation of a solved ticket in the caller's transaction
+    (`tickets.email.outbox.CustomerMail` implements it); returns None when nothing was queued
+    (no known address, a chat ticket, already invited)."""
+
+    async def survey_invitation(
+        self, session: AsyncSession, ticket: Ticket, *, link: str
+    ) -> object | None: ...
+
+
+def survey_link(public_url: str, token: str) -> str:
+    """The customer's survey page for ``token`` under the web app's public address."""
+    return f"{public_url.rstrip('/')}/survey/{token}"
 
 
 def _b64(data: bytes) -> str:
@@ -205,15 +223,23 @@ class Surveys:
             raise InvalidSurveyToken("email surveys are not configured (no secret)")
         return self.tokens.issue(ticket.id, self.clock())
 
-    async def answer_email(
-        self, token: str, *, score: int, comment: str = "", resolved: bool | None = None
-    ) -> SurveyResponse:
+    async def email_survey(self, token: str) -> tuple[Ticket, SurveyResponse | None]:
+        """The ticket a genuine link rates and its answer so far (None: not answered yet)."""
         if self.tokens is None:
             raise InvalidSurveyToken("email surveys are not configured (no secret)")
         ticket_id = self.tokens.ticket_id(token, self.clock())
         ticket = await self.session.get(Ticket, ticket_id)
         if ticket is None:
             raise InvalidSurveyToken("the survey link names no ticket")
+        query = select(SurveyResponse).where(SurveyResponse.dedup_key == f"email:{ticket.id}")
+        return ticket, (await self.session.execute(query)).scalar_one_or_none()
+
+    async def answer_email(
+        self, token: str, *, score: int, comment: str = "", resolved: bool | None = None
+    ) -> SurveyResponse:
+        ticket, _answered = await self.email_survey(token)
+        if len(comment) > MAX_COMMENT:
+            raise InvalidSurveyAnswer(f"a comment has at most {MAX_COMMENT} characters")
         return await self._store(
             ticket_id=ticket.id,
             call_record_id=None,
@@ -223,7 +249,9 @@ class Surveys:
             score=_score(score),
             resolved=resolved,
             comment=comment,
-            answers={"score": score},
+            answers={"score": score}
+            if resolved is None
+            else {"score": score, "resolved": resolved},
             queue=ticket.queue,
             agent=ticket.assignee,
         )

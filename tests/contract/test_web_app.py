@@ -80,6 +80,8 @@ EXPECTED_OPEN = {
     ("GET", "/static/chat-demo.html"): Access.PUBLIC,
     ("GET", "/metrics"): Access.METRICS,
     ("GET", "/chat/ws"): Access.VISITOR,
+    ("GET", "/survey/{token}"): Access.LINK,
+    ("POST", "/survey/{token}"): Access.LINK,
 }
 
 
@@ -94,7 +96,8 @@ async def test_given_every_route_when_called_anonymously_or_with_wrong_role_then
     specs = site.app[SPECS]
     assert routed == set(specs)
     # only these answer without a user: healthz (no data), login form, static widget files,
-    # metrics (its own token), and the visitor chat socket (origin check + visitor token)
+    # metrics (its own token), the visitor chat socket (origin check + visitor token) and the
+    # email survey page (the signed link is the credential: tests/contract/test_web_surveys.py)
     assert {k: s.access for k, s in specs.items() if s.access != Access.USER} == EXPECTED_OPEN
     for (method, path), spec in specs.items():
         if spec.access != Access.USER:

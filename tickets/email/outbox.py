@@ -9,7 +9,7 @@ Theory of operation (a transactional outbox, as `tickets.webhooks` does for HTTP
   ``In-Reply-To``/``References`` through `SqlHelpDesk.tickets_by_message_ids`) and adds one
   ``mail_outbox`` row holding the exact bytes. The reply and its mail commit together or not at
   all; a restart loses nothing. A ``dedup_key`` per purpose (``reply:<message id>``,
-  ``offline-ack:<ticket id>``) makes each mail exist once.
+  ``offline-ack:<ticket id>``, ``survey:<ticket id>``) makes each mail exist once.
 * Who gets mail. A public agent reply on a ticket of any channel but chat (a chat's replies go
   over the chat socket) is mailed to the ticket customer's *known* email address: the one that
   last wrote on the ticket, else the newest known one. A ``maybe`` address never gets mail (it
@@ -45,6 +45,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    event,
     select,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -105,6 +106,7 @@ class OutboxStatus(StrEnum):
 class MailPurpose(StrEnum):
     AGENT_REPLY = "agent-reply"
     OFFLINE_ACK = "offline-ack"
+    SURVEY = "survey"
 
 
 class MailOutboxEntry(Base):
@@ -190,25 +192,71 @@ class CustomerMail:
         it threads back by References; it is auto-generated mail (RFC 3834, null reverse-path).
         """
         key = f"offline-ack:{ticket.id}"
-        found = select(MailOutboxEntry.id).where(MailOutboxEntry.dedup_key == key)
-        if (await session.execute(found)).first() is not None:
+        if await self._queued_before(session, key):
             return None
         address = CustomerDirectory(session, self.clock).normalise(IdentityKind.EMAIL, to)
         body = _acknowledgement(ticket.number, name, text)
-        thread = await thread_of(session, ticket)
-        built = build_message(
-            self.identity, self.signer, thread, (address,), body, now=self.clock()
+        return await self._automatic(
+            session, ticket, to=address, body=body, purpose=MailPurpose.OFFLINE_ACK, key=key
         )
+
+    async def survey_invitation(
+        self, session: AsyncSession, ticket: Ticket, *, link: str
+    ) -> MailOutboxEntry | None:
+        """Queue the satisfaction survey of a solved ticket (`tickets.surveys.SurveyMail`).
+
+        Once per ticket, to the customer's known address (None: no address, or a chat ticket,
+        whose customer rates the chat in the widget). Auto-generated mail threaded on the ticket;
+        the ticket's copy names the link without its token (the token is the customer's alone).
+        The sender is woken when the caller's transaction commits.
+        """
+        key = f"survey:{ticket.id}"
+        if ticket.channel == Channel.CHAT or await self._queued_before(session, key):
+            return None
+        to = await customer_address(session, ticket)
+        if to is None:
+            return None
+        entry = await self._automatic(
+            session,
+            ticket,
+            to=to,
+            body=_survey_invitation(ticket.number, link),
+            kept=_survey_invitation(ticket.number, link.rpartition("/")[0] + "/…"),
+            purpose=MailPurpose.SURVEY,
+            key=key,
+        )
+        event.listen(session.sync_session, "after_commit", lambda _s: self.queued(), once=True)
+        return entry
+
+    async def _queued_before(self, session: AsyncSession, key: str) -> bool:
+        found = select(MailOutboxEntry.id).where(MailOutboxEntry.dedup_key == key)
+        return (await session.execute(found)).first() is not None
+
+    async def _automatic(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        *,
+        to: str,
+        body: str,
+        purpose: MailPurpose,
+        key: str,
+        kept: str | None = None,
+    ) -> MailOutboxEntry:
+        """Queue auto-generated mail ``body`` to ``to``, threaded on the ticket, with its public
+        system message on the ticket (whose text is ``kept`` when it must differ from the mail)."""
+        thread = await thread_of(session, ticket)
+        built = build_message(self.identity, self.signer, thread, (to,), body, now=self.clock())
         message = await TicketRepository(session, self.clock).add_message(
             ticket,
             channel=Channel.EMAIL,
             direction=Direction.OUTBOUND,
             author_kind=AuthorKind.SYSTEM,
-            body=body,
+            body=body if kept is None else kept,
             actor=ACTOR,
             author=self.identity.address,
         )
-        return await self._queue(session, ticket, message, built, MailPurpose.OFFLINE_ACK, key)
+        return await self._queue(session, ticket, message, built, purpose, key)
 
     async def _queue(
         self,
@@ -327,6 +375,14 @@ def _acknowledgement(number: str, name: str, text: str) -> str:
         f"{greeting}\n\nthank you for your message. Nobody could take the chat just then, so we"
         f" opened ticket {number} for it and will answer you by email.\n\n"
         f"Your message:\n{quoted}\n"
+    )
+
+
+def _survey_invitation(number: str, link: str) -> str:
+    return (
+        f"Hello,\n\nyour ticket {number} is solved. How did we do? Tell us on this page:\n\n"
+        f"{link}\n\nYou can answer once. If the problem is not solved, just"
+        " reply to this message and the ticket opens again.\n"
     )
 
 

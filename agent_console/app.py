@@ -31,7 +31,10 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from acd.errors import AcdError
+from acd.service import AcdService
 from agent_console import api, auth, chat, survey_pages
+from agent_console.agent_state import ACD, ACD_STATUS, AGENT_STATE_ROUTES
 from agent_console.errors import (
     ConsoleError,
     CsrfRejected,
@@ -99,6 +102,7 @@ STATUS: dict[type[Exception], int] = {
     RateLimited: 429,
     ConsoleError: 400,
     TicketsError: 500,
+    **ACD_STATUS,  # the ACD's errors (agent state routes)
 }
 
 
@@ -114,7 +118,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except (ConsoleError, TicketsError) as err:
+    except (ConsoleError, TicketsError, AcdError) as err:
         status = status_for(err)
         if (
             status == 401
@@ -267,6 +271,7 @@ ROUTES = (
         content_type="text/html",
     ),
     *api.API_ROUTES,
+    *AGENT_STATE_ROUTES,
 )
 
 
@@ -296,11 +301,12 @@ def create_app(
     run_webhooks: bool = True,
     hooks: HelpDeskHooks | None = None,
     clock: Clock = utc_now,
+    acd: AcdService | None = None,
 ) -> web.Application:
     """The web app on `database` (already migrated). Without `chat_routing`, chats go to the
     agents connected to /agent/ws (`ConnectedAgentsRouting`). Without `hooks`, the help desk's
     follow-ups are `HelpDeskHooks(database.sessions, clock)` (no email surveys); given hooks
-    should share ``clock``."""
+    should share ``clock``. Without `acd` the agent state routes answer 503 (no ACD here)."""
     app = web.Application(
         middlewares=[error_middleware, auth.auth_middleware], client_max_size=1024**2
     )
@@ -313,6 +319,8 @@ def create_app(
         hooks=hooks or HelpDeskHooks(database.sessions, clock),
     )
     app[LOGIN_LIMITER] = auth.login_limiter()
+    if acd is not None:
+        app[ACD] = acd
     app[survey_pages.SURVEY_LIMITER] = survey_pages.survey_limiter()
     hub = chat.ChatHub(chat.VisitorTokens(config.secret))
     app[chat.HUB] = hub

@@ -7,6 +7,7 @@ table at the bottom, which is also the OpenAPI document served at ``/api/openapi
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from agent_console.routes import (
     QUERY,
     SPECS,
     STAFF,
+    SUPERVISORS,
     RouteSpec,
     openapi_document,
     path_int,
@@ -26,6 +28,7 @@ from agent_console.routes import (
 from agent_console.schema import enum, obj, string
 from agent_console.state import DATABASE, HELPDESK, PRINCIPAL, principal
 from tickets.models import Channel, LinkKind, Priority, TicketStatus
+from tickets.surveys import ReportBy
 from tickets.users import Role, UserDirectory
 from tickets.webhooks import WebhookEvent, WebhookSubscription, subscribe
 
@@ -110,6 +113,13 @@ LIST_QUERY = {
     "offset": {"type": "integer", "minimum": 0},
 }
 SEARCH_QUERY = {"phone": string(64, min_length=1), "email": string(320, min_length=3)}
+CSAT_QUERY = {
+    "by": enum(ReportBy),
+    "since": string(10, min_length=10, description="first day, YYYY-MM-DD (UTC)"),
+    "until": string(10, min_length=10, description="last day, YYYY-MM-DD (UTC), inclusive"),
+}
+REPORT_DAYS = 30
+MAX_REPORT_DAYS = 366
 
 
 def _body(request: web.Request) -> dict[str, Any]:
@@ -192,6 +202,33 @@ async def search_customers(request: web.Request) -> web.Response:
         raise InvalidInput("give exactly one of phone or email", field="phone")
     out = await request.app[HELPDESK].search_customers(
         phone=query.get("phone", ""), email=query.get("email", "")
+    )
+    return web.json_response(out)
+
+
+def _day(query: dict[str, Any], name: str, default: date) -> date:
+    if name not in query:
+        return default
+    try:
+        return date.fromisoformat(query[name])
+    except ValueError as err:
+        raise InvalidInput(f"{name}: expected a day as YYYY-MM-DD", field=name) from err
+
+
+async def csat_report(request: web.Request) -> web.Response:
+    """Satisfaction (IVR, email and chat surveys) per queue, agent, channel or day."""
+    query = _query(request)
+    today = request.app[HELPDESK].clock().astimezone(UTC).date()
+    until = _day(query, "until", today)
+    since = _day(query, "since", until - timedelta(days=REPORT_DAYS - 1))
+    if not timedelta(0) <= until - since < timedelta(days=MAX_REPORT_DAYS):
+        raise InvalidInput(
+            f"since: from since to until is 1 to {MAX_REPORT_DAYS} days", field="since"
+        )
+    out = await request.app[HELPDESK].csat_report(
+        ReportBy(query.get("by", ReportBy.CHANNEL)),
+        since=datetime.combine(since, time.min, UTC),
+        until=datetime.combine(until + timedelta(days=1), time.min, UTC),
     )
     return web.json_response(out)
 
@@ -324,6 +361,15 @@ API_ROUTES = (
         get_customer,
         "A customer with identities and tickets",
         tag="customers",
+    ),
+    _t(
+        "GET",
+        "/api/reports/csat",
+        csat_report,
+        "Customer satisfaction (CSAT) by queue, agent, channel or day",
+        query=CSAT_QUERY,
+        roles=SUPERVISORS,
+        tag="reports",
     ),
     _t(
         "GET",

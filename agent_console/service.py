@@ -44,7 +44,7 @@ from tickets.models import (
     TicketTag,
 )
 from tickets.repository import Clock, TicketRepository, utc_now
-from tickets.surveys import SurveyResponse, Surveys
+from tickets.surveys import ReportBy, SurveyResponse, Surveys
 from tickets.webhooks import WebhookEvent, enqueue
 
 
@@ -252,6 +252,29 @@ class HelpDesk:
                 survey_json(r) for r in await Surveys(session, self.clock).for_ticket(ticket)
             ]
         return out
+
+    async def csat_report(
+        self, by: ReportBy, *, since: datetime, until: datetime
+    ) -> dict[str, Any]:
+        """Survey answers in [since, until) per ``by`` (`tickets.surveys.Surveys.csat`)."""
+        async with self.sessions() as session:
+            rows = await Surveys(session, self.clock).csat(by, since=since, until=until)
+        return {
+            "by": str(by),
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "rows": [
+                {
+                    "key": r.key,
+                    "responses": r.responses,
+                    "scored": r.scored,
+                    "satisfied": r.satisfied,
+                    "average": r.average,
+                    "csat": r.csat,
+                }
+                for r in rows
+            ],
+        }
 
     async def _outbox(self, session: AsyncSession, ticket: Ticket) -> list[MailOutboxEntry]:
         query = select(MailOutboxEntry).where(MailOutboxEntry.ticket_id == ticket.id)

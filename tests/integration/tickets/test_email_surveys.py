@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -34,7 +34,7 @@ from tickets.email.smtp_in import InboundSmtpServer
 from tickets.hooks import HelpDeskHooks
 from tickets.models import AuthorKind, Channel, Ticket
 from tickets.repository import TicketRepository
-from tickets.surveys import ReportBy, SurveyResponse, Surveys, SurveyTokens
+from tickets.surveys import SurveyResponse, SurveyTokens
 from tickets.users import Role
 
 from .test_email_outbox import (
@@ -59,11 +59,14 @@ class Desk:
     relay: Relay
     inbound: InboundSmtpServer
     client: TestClient[Any, Any]
-    token: str
+    tokens: dict[Role, str]
 
     @property
     def agent(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return self.auth(Role.AGENT)
+
+    def auth(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     async def customer_writes(self) -> Ticket:
         async with aiosmtplib.SMTP(
@@ -113,7 +116,8 @@ async def make_desk(
     limiter: RateLimiter | None = None,
 ) -> AsyncIterator[Desk]:
     settings = email_settings(tmp_path, smarthost[1])
-    outbound = build_outbound_mail(db, settings, policy=FAST)
+    # the sender never looks on its own: a survey mail leaves because its commit woke the sender
+    outbound = build_outbound_mail(db, settings, policy=replace(FAST, idle_poll=3600.0))
     assert outbound is not None
     hooks = HelpDeskHooks(
         db.sessions,
@@ -121,7 +125,7 @@ async def make_desk(
         survey_mail=outbound.customer_mail,
         public_url=PUBLIC_URL + "/",
     )
-    token = (await add_users(db))[Role.AGENT]
+    tokens = await add_users(db)
     app = create_app(
         WebConfig(secret="s" * 32, cookie_secure=False),
         database=db,
@@ -133,7 +137,7 @@ async def make_desk(
         app[SURVEY_LIMITER] = limiter
     inbound = build_email_channel(db, settings, hooks)
     async with inbound, TestClient(TestServer(app)) as client, running(outbound.sender.run):
-        yield Desk(db, smarthost[0], inbound, client, token)
+        yield Desk(db, smarthost[0], inbound, client, tokens)
 
 
 DeskMaker = Callable[..., AsyncIterator[Desk]]
@@ -193,12 +197,17 @@ async def test_given_an_email_ticket_when_solved_then_the_customer_answers_the_m
     assert survey["source"] == "email"
     assert (survey["score"], survey["resolved"]) == (4, True)
     assert survey["comment"] == "Quick <b>and</b> kind"
-    async with desk.db.sessions() as session:
-        day = datetime.now(UTC) - timedelta(days=1)
-        report = await Surveys(session).csat(
-            ReportBy.CHANNEL, since=day, until=day + timedelta(days=2)
-        )
-    assert [(r.key, r.responses, r.csat) for r in report] == [("email", 1, 100.0)]
+    report = await desk.client.get(
+        "/api/reports/csat?by=channel", headers=desk.auth(Role.SUPERVISOR)
+    )
+    assert report.status == 200, await report.text()
+    rows = [(r["key"], r["responses"], r["csat"]) for r in (await report.json())["rows"]]
+    assert rows == [("email", 1, 100.0)]
+    by_agent = await desk.client.get(
+        "/api/reports/csat?by=agent&since=2000-01-01&until=2000-01-31",
+        headers=desk.auth(Role.ADMIN),
+    )
+    assert (await by_agent.json())["rows"] == []  # answered today, not in January 2000
 
     again = await desk.client.post(path, data={"score": "1"})
     await _page(again, 409, "already answered")
@@ -245,6 +254,28 @@ async def test_given_bad_links_and_answers_when_sent_then_clear_pages_and_nothin
     ok = await desk.client.post(path, data={"score": "2", "comment": "x" * 4000})
     await _page(ok, 200, "Thank you")
     assert await desk.answers() == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("since=yesterday", "since"),
+        ("until=2026-02-30", "until"),
+        ("since=2026-03-02&until=2026-03-01", "since"),
+        ("since=2024-01-01&until=2026-01-01", "since"),
+        ("by=colour", "by"),
+    ],
+)
+async def test_given_a_bad_report_query_when_asked_then_400_naming_the_field(
+    desk: Desk, query: str, field: str
+) -> None:
+    response = await desk.client.get(
+        f"/api/reports/csat?{query}", headers=desk.auth(Role.SUPERVISOR)
+    )
+    assert response.status == 400
+    assert (await response.json())["field"] == field
+    refused = await desk.client.get("/api/reports/csat", headers=desk.agent)
+    assert refused.status == 403
 
 
 async def test_given_no_survey_secret_when_solved_then_no_survey_mail_and_the_page_says_why(

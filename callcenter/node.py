@@ -145,7 +145,7 @@ async def serve_node(
             await smtp.start()
             log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
         web_runner = await start_web(
-            settings, records, chat_routing=build_chat_routing(acd), outbound=outbound
+            settings, records, chat_routing=build_chat_routing(acd), outbound=outbound, acd=acd
         )
         web_port = _bound_port(web_runner)
         log.info(
@@ -201,16 +201,19 @@ async def start_web(
     *,
     chat_routing: ChatRouting | None = None,
     outbound: OutboundMail | None = None,
+    acd: AcdService | None = None,
 ) -> web.AppRunner:
     """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port;
     chats go to ``chat_routing`` (the ACD) when given; with ``outbound``, agents' public replies
-    and offline-chat acknowledgements are mailed to customers."""
+    and offline-chat acknowledgements are mailed to customers; with ``acd``, agents set their own
+    ACD state (``/api/agent/state``)."""
     app = create_app(
         web_config(settings.web),
         database=records,
         chat_routing=chat_routing,
         offline_mailer=outbound.offline_mailer if outbound is not None else None,
         customer_mail=outbound.customer_mail if outbound is not None else None,
+        acd=acd,
     )
     if isinstance(chat_routing, AcdChatRouting):  # chats only to agents at a console here
         chat_routing.present = app[HUB].connected

@@ -24,6 +24,18 @@ first, so a restart, a second node or a lost reply costs at most one pass.
   (pending, on hold, solved, closed) or is merged, or when it is given to someone else.
 * **No longer wanted**: an item still waiting (or offered) whose ticket got an assignee by other
   means, or was solved or merged, is cancelled.
+* **A claim cut short**: a node that dies between the assignment in the records and the accept
+  leaves a ticket assigned by this item (its ``acd.email_assigned`` entry names the item and
+  the agent) while the item is waiting again (the offer expired: Redis requeued it at its old
+  place) or offered to someone else; the agent was never on work, so their email capacity does
+  not count it. Such an item is not cancelled as "assigned by other means": the assignment is
+  taken back (audited, actor ``system:acd``), exactly as when the ACD refuses an accept, and the
+  item goes on to whichever agent the ACD reserves next, the same one included. Taking it back
+  rather than putting the item back as answered for the assignee, because the ACD has no way to
+  force an item onto a named agent (that would skip its capacity, pause and logout checks: the
+  agent may have gone to lunch since), and the item kept its place, so the customer loses
+  nothing. If the assignee already replied publicly after the assignment, the work is done: the
+  ticket stays theirs and the item is cancelled.
 
 The items this process follows are found again after a restart by a sweep over the ACD's item
 keys (``SCAN`` for ``item:email-*``, every ``sweep_every`` seconds and at start), so an item
@@ -37,6 +49,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import exists, func, select
@@ -258,6 +271,13 @@ class EmailDispatcher:
                 self.live.pop(item_id, None)
                 log.info("email ticket %d done by %s", ticket_id, agent)
             return
+        if (
+            ticket is not None
+            and ticket.routable
+            and ticket.assignee not in (None, agent)
+            and await self._cut_short(ticket_id, item_id, ticket.assignee)
+        ):
+            return  # handed back: the next pass follows the item as any other
         if ticket is None or not ticket.routable or ticket.assignee not in (None, agent):
             await self.acd.cancel(item_id, LeaveReason.CANCELLED.value)
             self.live.pop(item_id, None)
@@ -274,11 +294,34 @@ class EmailDispatcher:
             log.info("email ticket %d assigned to %s (%s)", ticket_id, agent, record.item_id)
             return
         log.info("email ticket %d: the offer to %s was lost; handing it back", ticket_id, agent)
+        await self._hand_back(ticket_id, agent)
+
+    async def _hand_back(self, ticket_id: int, agent: str) -> None:
+        """Take the ticket back from ``agent`` (if it is still theirs)."""
         async with self.sessions.begin() as session:
             repo = TicketRepository(session)
             ticket = await repo.get(ticket_id, for_update=True)
             if ticket.assignee == agent:
                 await repo.assign(ticket, None, actor=ACTOR)
+
+    async def _cut_short(self, ticket_id: int, item_id: str, assignee: str | None) -> bool:
+        """Whether this item assigned the ticket to ``assignee`` and was never accepted (a node
+        died in between: see the module docstring); if so and the assignee has not replied yet,
+        the ticket is handed back."""
+        async with self.sessions() as session:
+            mark = await self._mark(session, ticket_id, item_id)
+        if mark is None or mark.get("agent") != assignee or assignee is None:
+            return False
+        if await self._answered(ticket_id, item_id, assignee):
+            return False  # the work is done: the item is cancelled, the ticket stays theirs
+        log.warning(
+            "email ticket %d: %s was assigned by %s but never accepted; handing it back",
+            ticket_id,
+            assignee,
+            item_id,
+        )
+        await self._hand_back(ticket_id, assignee)
+        return True
 
     async def _assign(self, ticket_id: int, item_id: str, agent: str) -> bool:
         async with self.sessions.begin() as session:
@@ -321,16 +364,8 @@ class EmailDispatcher:
     async def _answered(self, ticket_id: int, item_id: str, agent: str | None) -> bool:
         """Whether the agent posted a public reply since the item made the ticket theirs."""
         async with self.sessions() as session:
-            marks = await session.execute(
-                select(AuditEvent.data)
-                .where(AuditEvent.ticket_id == ticket_id, AuditEvent.action == ASSIGNED_ACTION)
-                .order_by(AuditEvent.id.desc())
-            )
-            after = 0
-            for (data,) in marks:
-                if isinstance(data, dict) and data.get("item") == item_id:
-                    after = int(data.get("after_message") or 0)
-                    break
+            mark = await self._mark(session, ticket_id, item_id)
+            after = int(mark.get("after_message") or 0) if mark is not None else 0
             reply = await session.scalar(
                 select(Message.id)
                 .where(
@@ -344,3 +379,16 @@ class EmailDispatcher:
                 .limit(1)
             )
         return reply is not None
+
+    @staticmethod
+    async def _mark(session: AsyncSession, ticket_id: int, item_id: str) -> dict[str, Any] | None:
+        """The ``acd.email_assigned`` entry's data of the item's assignment, if there is one."""
+        marks = await session.execute(
+            select(AuditEvent.data)
+            .where(AuditEvent.ticket_id == ticket_id, AuditEvent.action == ASSIGNED_ACTION)
+            .order_by(AuditEvent.id.desc())
+        )
+        for (data,) in marks:
+            if isinstance(data, dict) and data.get("item") == item_id:
+                return data
+        return None

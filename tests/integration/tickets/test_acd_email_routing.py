@@ -31,11 +31,12 @@ from tickets.repository import TicketRepository
 pytestmark = pytest.mark.timeout(60)
 
 
-def config(site: str) -> AcdConfig:
+def config(site: str, *, ring_timeout: float = 20.0) -> AcdConfig:
+    """Offers outlive ``ring_timeout`` by 0.2 s (a crashed claim is found again quickly)."""
     capacity = {"call": 0, "chat": 0, "email": 1}
     return parse_acd_config(
         {
-            "service": {"site": site},
+            "service": {"site": site, "ring_timeout": ring_timeout, "offer_margin": 0.2},
             "queues": [
                 {"id": "mail", "channel": "email", "skills": "*", "wrap_up": 0},
                 {"id": "phones", "skills": "*"},
@@ -59,7 +60,7 @@ class Desk:
     async def stop(self) -> None:
         """The dispatcher finishes its pass, then the ACD service is cancelled."""
         self.dispatcher.close()
-        await self.tasks[1]
+        await asyncio.gather(*self.tasks[1:])
         self.tasks[0].cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -242,6 +243,85 @@ async def test_given_an_answered_email_when_it_is_handed_back_then_the_acd_route
         await helpdesk.update_ticket(mail, {"assignee": None}, actor="user:supervisor1")
         await assigned_to(db, mail, "ann")
         await item_state(desk, f"email-{mail}.2", "assigned")
+    finally:
+        await desk.stop()
+
+
+async def claim_cut_short(
+    db: Database, redis: aioredis.Redis, site: str, sender: str
+) -> tuple[Desk, int]:
+    """A node's dispatcher assigned the ticket to ann in the records and died before the accept;
+    ann paused meanwhile. The ACD is running, the restarted node's dispatcher not yet."""
+    mail = await email_ticket(db, sender)
+    item_id = f"email-{mail}"
+    state = AcdRedisState(redis, site)
+    acd = AcdService(
+        state, CallFacts(redis, state), config(site, ring_timeout=1), poll_interval=0.02
+    )
+    desk = Desk(acd, EmailDispatcher(acd, db.sessions, redis, interval=0.05), [])
+    desk.tasks.append(asyncio.create_task(acd.run()))
+    await acd.started.wait()
+    dying = EmailDispatcher(acd, db.sessions, redis)
+    await dying.reconcile()  # the item is queued
+    await acd.login("ann")
+    await item_state(desk, item_id, "offered")
+    record = await state.item(item_id)
+    assert record is not None
+    assert record.agent_id == "ann"
+    assert await dying._assign(mail, item_id, "ann")  # the records say ann, then the node dies
+    await acd.pause("ann", "lunch")
+    return desk, mail
+
+
+async def restart(desk: Desk) -> None:
+    """The node is back: its dispatcher runs."""
+    desk.tasks.append(asyncio.create_task(desk.dispatcher.run()))
+
+
+async def test_given_a_node_that_died_between_assignment_and_accept_when_the_offer_expired_then_the_ticket_is_handed_back_and_routed_again(  # noqa: E501
+    db: Database, redis: aioredis.Redis, site: str
+) -> None:
+    desk, mail = await claim_cut_short(db, redis, site, "gus@example.org")
+    item_id = f"email-{mail}"
+    state = desk.acd.state
+    try:
+        await item_state(desk, item_id, "waiting")  # the offer expired: back at its place
+        assert (await ticket(db, mail)).assignee == "ann"
+
+        await restart(desk)
+        await assigned_to(db, mail, None)  # handed back, not left with ann
+        record = await state.item(item_id)
+        assert record is not None
+        assert record.state == "waiting"  # not cancelled: it keeps its place
+
+        await desk.acd.login("bob")
+        await assigned_to(db, mail, "bob")
+        await item_state(desk, item_id, "assigned")
+        bob = await state.agent("bob")
+        assert bob is not None
+        assert bob.load["email"] == 1  # the capacity counts the ticket bob has
+        ann = await state.agent("ann")
+        assert ann is not None
+        assert ann.load["email"] == 0
+        kinds = [e.kind for e in await state.all_events() if e.fields.get("item") == item_id]
+        assert "ItemCancelled" not in kinds
+    finally:
+        await desk.stop()
+
+
+async def test_given_a_claim_cut_short_when_the_agent_already_replied_then_the_ticket_stays_theirs(
+    db: Database, redis: aioredis.Redis, site: str
+) -> None:
+    desk, mail = await claim_cut_short(db, redis, site, "hal@example.org")
+    item_id = f"email-{mail}"
+    try:
+        await HelpDesk(db.sessions).add_message(
+            mail, {"body": "Here is your answer"}, actor="user:ann", author="ann"
+        )
+        await item_state(desk, item_id, "waiting")
+        await restart(desk)
+        await item_state(desk, item_id, "cancelled")  # the work is done
+        assert (await ticket(db, mail)).assignee == "ann"
     finally:
         await desk.stop()
 

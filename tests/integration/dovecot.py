@@ -152,6 +152,7 @@ service imap-login {{
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
+        self.stop()  # reaps a master that died by itself
         conf = self.root / "dovecot.conf"
         self._proc = subprocess.Popen(
             [self.binary, "-F", "-c", str(conf)],
@@ -173,11 +174,12 @@ service imap-login {{
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # like a crash: open sessions drop at once
-            proc.wait(timeout=START_TIMEOUT)
-        if proc is not None and proc.stderr is not None:
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # like a crash: open sessions drop at once
+        proc.wait(timeout=START_TIMEOUT)
+        if proc.stderr is not None:
             proc.stderr.close()
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """IMAP polling: new messages of one mailbox folder into the inbound pipeline, at least once.
 
 Theory of operation (RFC 3501 IMAP4rev1, RFC 6851 MOVE, RFC 4315 UIDPLUS; the stdlib
-``imaplib`` client, each blocking call run in a worker thread):
+``imaplib`` client, its blocking calls run one after another on a thread of the connection's):
 
 * :meth:`ImapPoller.run` loops connect -> LOGIN -> SELECT -> poll passes every ``interval`` ->
   on any failure close, log it once with the reason, back off (exponential, capped, jittered)
@@ -38,8 +38,8 @@ import random
 import re
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -222,8 +222,8 @@ class _Connection:
         self.uidvalidity = 0
         self.capabilities: frozenset[str] = frozenset()
         self.keywords = False
-        self._lock = threading.Lock()  # open() in a worker thread may outlive a cancelled run()
-        self._closed = False
+        # every step, close included, runs on this connection's own thread, one after another
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-poll")
 
     # -- helpers --------------------------------------------------------------------------------
     def _client(self) -> imaplib.IMAP4:
@@ -257,14 +257,7 @@ class _Connection:
                 imap = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
         except (imaplib.IMAP4.error, OSError, EOFError) as err:
             raise ImapConnectionLost(f"IMAP {s.where}: cannot connect: {err}") from err
-        with self._lock:
-            closed = self._closed
-            if not closed:
-                self.imap = imap
-        if closed:  # closed while connecting: nobody will use or close this socket
-            with contextlib.suppress(OSError, imaplib.IMAP4.error):
-                imap.shutdown()
-            raise ImapConnectionLost(f"IMAP {s.where}: closed while connecting")
+        self.imap = imap
         try:
             imap.login(s.username, s.password)
         except imaplib.IMAP4.abort as err:
@@ -293,11 +286,23 @@ class _Connection:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket's: no TLS state
 
-    def close(self) -> None:
-        """Close the connection (no LOGOUT round trip); never raises. In the worker thread."""
-        with self._lock:
-            self._closed = True
-            imap, self.imap = self.imap, None
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run one blocking step on the connection's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def release(self) -> None:
+        """From the event loop, without waiting: unblock the step in progress, then close.
+
+        The close is queued behind that step on the connection's thread, so it runs even when
+        the caller is being cancelled, and after a connect still in progress.
+        """
+        self.abort()
+        self._worker.submit(self._close)
+        self._worker.shutdown(wait=False)
+
+    def _close(self) -> None:
+        """Close the connection (no LOGOUT round trip); never raises."""
+        imap, self.imap = self.imap, None
         if imap is not None:
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 imap.shutdown()
@@ -430,8 +435,7 @@ class ImapPoller:
                 what = f"IMAP {self.settings.where}: polling failed: {err!r}"
                 self._failed(logging.ERROR, what, failures, traceback=True)
             finally:
-                connection.abort()
-                await asyncio.to_thread(connection.close)
+                connection.release()
             await asyncio.sleep(self._delay(failures))
 
     async def _io(self, connection: _Connection, fn: Callable[..., T], *args: object) -> T:
@@ -439,7 +443,7 @@ class ImapPoller:
         limit = self.settings.command_timeout
         try:
             async with asyncio.timeout(limit):
-                return await asyncio.to_thread(fn, *args)
+                return await connection.call(fn, *args)
         except TimeoutError as err:
             connection.abort()  # the thread's read returns; its result is dropped
             raise ImapConnectionLost(

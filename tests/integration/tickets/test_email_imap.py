@@ -7,6 +7,7 @@ on one private Dovecot started for the session (own port, own temp dir).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import uuid
@@ -490,6 +491,7 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
     """A server that keeps every read busy (Dovecot's "Waiting for authentication process"
     lines) but never answers the command: only the whole-command deadline ends the wait."""
     logins = 0
+    stop = asyncio.Event()
     handlers: set[asyncio.Task[None]] = set()
 
     async def stalling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -499,21 +501,24 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
         handlers.add(task)
         writer.write(b"* OK [CAPABILITY IMAP4rev1] stalling test server\r\n")
         try:
-            while line := await reader.readline():
+            while not stop.is_set() and (line := await reader.readline()):
                 tag, _, command = line.decode().partition(" ")
                 if command.upper().startswith("CAPABILITY"):
                     writer.write(f"* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n".encode())
                 elif command.upper().startswith("LOGIN"):
                     logins += 1
-                    while True:
+                    while not stop.is_set():
                         writer.write(b"* OK Waiting for authentication process to respond..\r\n")
                         await writer.drain()
-                        await asyncio.sleep(0.05)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.05)
                 await writer.drain()
         except ConnectionError:
             pass
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(stalling, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -522,10 +527,9 @@ async def test_given_a_server_that_never_finishes_login_then_it_times_out_and_is
             async with polling(world.poller(port=port, command_timeout=0.5)) as poller:
                 await eventually_true(lambda: poller.stats.failures >= 2, WAIT, "two timeouts")
     finally:
+        stop.set()
         server.close()
-        for handler in handlers:
-            handler.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.gather(*handlers)
         await server.wait_closed()
     assert logins >= 2  # it reconnected and tried again
     assert "no complete answer within 0.5 s" in caplog.text

@@ -98,9 +98,13 @@ class ServiceTimings:
     quiet_limit: float = 2.0
 
     def engine_policy(self) -> EnginePolicy:
-        """The routing engine's policy from these settings."""
+        """The routing engine's policy from these settings. The service rebuilds its engine
+        from a snapshot every cycle and reads agent states from Redis, so the engine does not
+        report each agent's state changes (thousands of logins per rebuild)."""
         return EnginePolicy(
-            pause_after_misses=self.pause_after_misses, missed_cooldown=self.missed_cooldown
+            pause_after_misses=self.pause_after_misses,
+            missed_cooldown=self.missed_cooldown,
+            report_agent_states=False,
         )
 
 

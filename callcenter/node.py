@@ -30,6 +30,7 @@ from callcenter.services import (
     build_acd,
     build_call_feed,
     build_chat_routing,
+    build_chat_sweeper,
     build_email_dispatcher,
     build_helpdesk_hooks,
     build_ivr,
@@ -144,8 +145,9 @@ async def serve_node(
             smtp = build_email_channel(records, settings.email, hooks)
             await smtp.start()
             log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
+        chat_routing = build_chat_routing(acd, redis, settings.node_id)
         web_runner = await start_web(
-            settings, records, chat_routing=build_chat_routing(acd), outbound=outbound, acd=acd
+            settings, records, chat_routing=chat_routing, outbound=outbound, acd=acd
         )
         web_port = _bound_port(web_runner)
         log.info(
@@ -179,6 +181,9 @@ async def serve_node(
                 dispatcher = build_email_dispatcher(acd, redis, records)
                 if dispatcher is not None:  # email tickets offered to agents by the ACD
                     tg.create_task(dispatcher.run())
+                sweeper = build_chat_sweeper(chat_routing, redis, records)
+                if sweeper is not None:  # chats left in the ACD by nodes that died
+                    tg.create_task(sweeper.run())
                 if on_acd is not None:
                     tg.create_task(_when_started(acd, on_acd))
     finally:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from acd.adapters.ami_callback import AmiCallbackDialer
 from acd.adapters.ami_link import AmiNotConnected
 from acd.adapters.chat_routing import AcdChatRouting
+from acd.adapters.chat_sweeper import ChatOwners, ChatSweeper
 from acd.adapters.email_routing import EmailDispatcher
 from acd.adapters.redis_calls import CallFacts
 from acd.adapters.redis_state import AcdRedisState
@@ -37,6 +38,7 @@ from ivr.adapters.vosk_recognizer import SpeechModelError, VoskRecognizer, defau
 from ivr.service import FLOWS_DIR, IvrService, IvrSettings
 from tickets.call_feed import CallFeed
 from tickets.calls import CallTickets
+from tickets.chat import ChatRouting
 from tickets.db import Database, open_database
 from tickets.hooks import HelpDeskHooks
 from tickets.ivr_adapters import KnowledgeBaseAnswers, TicketStatusDesk
@@ -145,12 +147,28 @@ def _has_queue(acd: AcdService, channel: Channel) -> bool:
     return any(queue.channel is channel for queue in acd.config.queues.values())
 
 
-def build_chat_routing(acd: AcdService | None) -> AcdChatRouting | None:
+def build_chat_routing(
+    acd: AcdService | None, redis: aioredis.Redis | None = None, node_id: str = ""
+) -> AcdChatRouting | None:
     """Chats through the ACD when its configuration has a chat queue (None: the web app's
-    no-ACD fallback, the least-loaded agent connected to the chat socket)."""
+    no-ACD fallback, the least-loaded agent connected to the chat socket). With ``redis`` and
+    ``node_id`` each chat item is recorded as this node process's (for the chat sweeper)."""
     if acd is None or not _has_queue(acd, Channel.CHAT):
         return None
-    return AcdChatRouting(acd)
+    owners = None
+    if redis is not None and node_id:
+        owners = ChatOwners(redis, acd.config.service.site, node_id)
+    return AcdChatRouting(acd, owners=owners)
+
+
+def build_chat_sweeper(
+    routing: ChatRouting | None, redis: aioredis.Redis, records: Database
+) -> ChatSweeper | None:
+    """The sweeper that ends chats left in the ACD by dead nodes (and keeps this node's
+    presence), when chats go through the ACD with their owners recorded."""
+    if not isinstance(routing, AcdChatRouting) or routing.owners is None:
+        return None
+    return ChatSweeper(routing.acd, records.sessions, redis, routing.owners)
 
 
 def build_email_dispatcher(
@@ -235,6 +253,7 @@ __all__ = [
     "build_acd",
     "build_call_feed",
     "build_chat_routing",
+    "build_chat_sweeper",
     "build_email_dispatcher",
     "build_helpdesk_hooks",
     "build_ivr",

@@ -22,6 +22,11 @@ chat is not queued any longer and ``offer`` answers None: the widget's offline-m
 offered is cancelled (abandoned: the visitor left first), an answered one is completed
 (:meth:`AcdService.hung_up`), which frees the agent's chat capacity and starts the queue's
 wrap-up. Both are idempotent, so a repeat (two nodes, a retry) changes nothing.
+
+With ``owners`` (:class:`~acd.adapters.chat_sweeper.ChatOwners`, the node wires it) each chat's
+item is recorded as this node process's before it is queued and forgotten when it ends, so
+that if the process dies without ending its chats, the :class:`~acd.adapters.chat_sweeper.
+ChatSweeper` of any node ends them and frees the agents' chat capacity.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from acd.adapters.chat_sweeper import ITEM_PREFIX, ChatOwners, end_item
 from acd.domain.call_events import LeaveReason
 from acd.domain.work import Channel
 from acd.errors import AcdError
@@ -39,8 +45,6 @@ from tickets.chat import ChatWaiting, ChatWorkItem, WaitListener
 __all__ = ["AcdChatRouting", "NoChatQueue"]
 
 log = logging.getLogger(__name__)
-
-ITEM_PREFIX = "chat-"
 
 
 class NoChatQueue(AcdError):
@@ -58,9 +62,11 @@ class AcdChatRouting:
         *,
         default_queue: str | None = None,
         present: Callable[[str], bool] | None = None,
+        owners: ChatOwners | None = None,
     ) -> None:
         self.acd = acd
         self.present = present
+        self.owners = owners
         self.queues = tuple(
             queue_id
             for queue_id, queue in acd.config.queues.items()
@@ -91,6 +97,8 @@ class AcdChatRouting:
             needs={skill: 1 for skill in item.skills},
             language=item.language or None,
         )
+        if self.owners is not None:
+            await self.owners.claim(item_id)
         try:
             handle = await acd.enqueue(request)
         except ItemEnded:
@@ -131,10 +139,6 @@ class AcdChatRouting:
     async def ended(self, item: ChatWorkItem) -> None:
         """The chat is over: cancel its item if it still waits, else complete it."""
         item_id = self.item_id(item)
-        record = await self.acd.state.item(item_id)
-        if record is None or record.state in ("cancelled", "completed"):
-            return
-        if record.state == "assigned":
-            await self.acd.hung_up(item_id)
-        else:
-            await self.acd.cancel(item_id, LeaveReason.ABANDONED.value)
+        await end_item(self.acd, item_id, LeaveReason.ABANDONED)
+        if self.owners is not None:
+            await self.owners.release(item_id)

@@ -45,18 +45,17 @@ assigned before a crash still ends when its ticket is answered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import exists, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from acd.adapters.redis_state import ItemRecord, RedisStateError
+from acd.adapters.item_scan import FINISHED, live_items
+from acd.adapters.passes import run_passes
+from acd.adapters.redis_state import ItemRecord
 from acd.domain.call_events import LeaveReason
 from acd.domain.work import Channel
 from acd.errors import AcdError
@@ -75,7 +74,6 @@ ACTOR = "system:acd"
 ASSIGNED_ACTION = "acd.email_assigned"
 ITEM_PREFIX = "email-"
 ROUTABLE = (S.NEW, S.OPEN)
-FINISHED = ("cancelled", "completed")
 MAX_GENERATIONS = 50
 PRIORITIES = {Priority.LOW: -1, Priority.NORMAL: 0, Priority.HIGH: 1, Priority.URGENT: 2}
 
@@ -145,7 +143,6 @@ class EmailDispatcher:
         self.live: dict[str, int] = {}  # item id -> ticket id, the items followed
         self.assigned = 0  # tickets this process gave to an agent
         self._next_sweep = 0.0
-        self._rng = random.Random()
         self._closing = asyncio.Event()
         self._exhausted: set[int] = set()
 
@@ -153,26 +150,13 @@ class EmailDispatcher:
         """Reconcile every ``interval`` until cancelled or closed; outages are logged and
         retried."""
         await self.acd.started.wait()
-        failures = 0
-        while True:
-            try:
-                await self.reconcile()
-                failures = 0
-                delay = self.interval
-            except (RedisStateError, SQLAlchemyError, aioredis.RedisError, OSError) as err:
-                # A cancel landing inside a database call can come out as the driver's error
-                # (SQLAlchemy wraps asyncpg's): the task still counts the request, so honour it.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from err
-                failures += 1
-                delay = min(30.0, self.interval * 2**failures) * (0.5 + self._rng.random())
-                log.warning("email dispatch failed (%s); retrying in %.1f s", err, delay)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._closing.wait()
-            if self._closing.is_set():
-                return
+        await run_passes(
+            self.reconcile,
+            interval=self.interval,
+            max_delay=30.0,
+            what="email dispatch",
+            closing=self._closing,
+        )
 
     def close(self) -> None:
         """Stop :meth:`run` after the pass in progress (no database call cut in the middle)."""
@@ -190,16 +174,10 @@ class EmailDispatcher:
 
     async def sweep(self) -> None:
         """Find the live email items in Redis (after a restart, or another node's)."""
-        pattern = self.acd.state.item_key(f"{ITEM_PREFIX}*")
-        prefix_len = len(self.acd.state.item_key(""))
-        async for key in self.redis.scan_iter(match=pattern, count=1000):
-            raw = key.decode() if isinstance(key, bytes) else str(key)
-            item_id = raw[prefix_len:]
-            ticket_id = ticket_of(item_id)
-            if ticket_id is not None and item_id not in self.live:
-                record = await self.acd.state.item(item_id)
-                if record is not None and record.state not in FINISHED:
-                    self.live[item_id] = ticket_id
+        async for record in live_items(self.acd.state, self.redis, ITEM_PREFIX):
+            ticket_id = ticket_of(record.item_id)
+            if ticket_id is not None:
+                self.live.setdefault(record.item_id, ticket_id)
 
     # -- queueing ----------------------------------------------------------------------------
 

@@ -251,12 +251,12 @@ async def claim_cut_short(
     db: Database, redis: aioredis.Redis, site: str, sender: str
 ) -> tuple[Desk, int]:
     """A node's dispatcher assigned the ticket to ann in the records and died before the accept;
-    ann paused meanwhile. The ACD is running, the restarted node's dispatcher not yet."""
+    ann has paused since the offer. The ACD is running, the restarted node's dispatcher not yet."""
     mail = await email_ticket(db, sender)
     item_id = f"email-{mail}"
     state = AcdRedisState(redis, site)
     acd = AcdService(
-        state, CallFacts(redis, state), config(site, ring_timeout=1), poll_interval=0.02
+        state, CallFacts(redis, state), config(site, ring_timeout=2), poll_interval=0.02
     )
     desk = Desk(acd, EmailDispatcher(acd, db.sessions, redis, interval=0.05), [])
     desk.tasks.append(asyncio.create_task(acd.run()))
@@ -268,8 +268,8 @@ async def claim_cut_short(
     record = await state.item(item_id)
     assert record is not None
     assert record.agent_id == "ann"
+    await acd.pause("ann", "lunch")  # the offer stands; once it expires, nobody takes the item
     assert await dying._assign(mail, item_id, "ann")  # the records say ann, then the node dies
-    await acd.pause("ann", "lunch")
     return desk, mail
 
 

@@ -76,7 +76,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from acd.adapters.redis_calls import CallFacts
@@ -92,6 +92,7 @@ from acd.adapters.redis_state import (
     Refusal,
     Refused,
     Snapshot,
+    counts_field,
 )
 from acd.config import AcdConfig, QueueConfig
 from acd.domain.agents import AgentId, AgentProfile, Capacity
@@ -238,6 +239,8 @@ class _AgentView:
     logged_in: bool = False
     paused: bool = False
     skills: Mapping[str, int] = field(default_factory=dict)
+    #: Capacity per channel as last logged in (Redis); None: not known, the configured one.
+    capacity: Mapping[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -325,6 +328,9 @@ class AcdService:
         failures = 0
         try:
             while True:
+                # Cleared before the cycle reads anything: a wake-up that comes while the cycle
+                # runs (a command after the snapshot was read) runs the next cycle at once.
+                self._wake.clear()
                 try:
                     if not self.started.is_set():
                         await self._start()
@@ -335,7 +341,6 @@ class AcdService:
                     failures += 1
                     delay = min(5.0, 0.1 * 2**failures) * (0.5 + self._rng.random())
                     _log.warning("ACD cycle failed (%s); retrying in %.2f s", err, delay)
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -361,6 +366,7 @@ class AcdService:
             if record is not None:
                 view.logged_in = record.logged_in
                 view.paused = record.pause_reason is not None
+                view.capacity = dict(record.capacity)
             self._agents[agent_id] = view
 
     async def cycle(self, *, full: bool = False) -> float:
@@ -663,12 +669,14 @@ class AcdService:
         if not agent_id:
             return
         view = self._agents.setdefault(agent_id, _AgentView())
-        if kind == "AgentLoggedIn":
-            view.logged_in = True
-            view.paused = bool(f.get("pause"))
+        if kind in ("AgentLoggedIn", "AgentProfileChanged"):
+            view.capacity = counts_field(f.get("caps", ""))
             configured = self.config.agents.get(agent_id)
             if configured is not None:
                 view.skills = dict(configured.profile.skills)
+            if kind == "AgentLoggedIn":
+                view.logged_in = True
+                view.paused = bool(f.get("pause"))
         elif kind == "AgentLoggedOut":
             view.logged_in = False
         elif kind == "AgentPaused":
@@ -774,17 +782,22 @@ class AcdService:
         for agent_id, view in self._agents.items():
             if not view.logged_in or view.paused:
                 continue
-            configured = self.config.agents.get(agent_id)
-            profile = (
-                configured.profile
-                if configured
-                else AgentProfile(AgentId(agent_id), skills=dict(view.skills))
-            )
-            if requirement.matches(profile):
+            if requirement.staffed_by(self._staffing_profile(agent_id, view)):
                 staffed += 1
                 ready += agent_id in ready_ids
         aht = self._times(info.queue).mean(queue.default_handle_time)
         return expected_wait(position, handle_time=aht, staffed=staffed, ready=ready)
+
+    def _staffing_profile(self, agent_id: str, view: _AgentView) -> AgentProfile:
+        """The agent's skills and languages as configured, its capacity as logged in."""
+        configured = self.config.agents.get(agent_id)
+        if configured is not None and view.capacity is None:
+            return configured.profile
+        caps = view.capacity or {}
+        capacity = Capacity(caps.get("call", 0), caps.get("chat", 0), caps.get("email", 0))
+        if configured is not None:
+            return replace(configured.profile, capacity=capacity)
+        return AgentProfile(AgentId(agent_id), skills=dict(view.skills), capacity=capacity)
 
     async def cancel(self, item_id: str, reason: str = LeaveReason.ABANDONED.value) -> None:
         """The customer left: cancel a waiting or offered item (the agent is freed); an item

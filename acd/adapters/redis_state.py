@@ -115,6 +115,7 @@ __all__ = [
     "Snapshot",
     "UnexpectedReply",
     "WaitingItem",
+    "counts_field",
     "site_prefix",
 ]
 
@@ -413,6 +414,14 @@ def _int_map(value: Any) -> dict[str, int]:
     if not isinstance(decoded, dict):  # cjson writes an empty object as {} too; lists are bugs
         return {}
     return {str(k): int(v) for k, v in decoded.items()}
+
+
+def counts_field(text: str) -> dict[str, int] | None:
+    """A JSON ``{channel: count}`` field of an event (``caps``); None if absent or malformed."""
+    try:
+        return _int_map(text) if text else None
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _check_id(kind: str, value: str) -> None:

@@ -236,6 +236,11 @@ class Requirement:
                 return True
         return False
 
+    def staffed_by(self, profile: AgentProfile) -> bool:
+        """True if ``profile`` counts as staffed for the item: its skills and language match and
+        it has capacity on the item's channel (a call-only agent never staffs a chat queue)."""
+        return profile.capacity.of(self.channel) > 0 and self.matches(profile)
+
     def why_not(self, profile: AgentProfile) -> str | None:
         """None if ``profile`` matches, else a short reason (the first failing condition)."""
         if self.language is not None and self.language not in profile.languages:

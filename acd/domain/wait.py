@@ -20,7 +20,9 @@ right now serve the first positions at once: with ``r`` of them ready the caller
 ``window`` of them, see :class:`HandleTimes`), not an exponentially smoothed hold time (the
 Asterisk app_queue ``holdtime`` announcement, which lags and ignores staffing); before any call
 has been handled the queue's configured ``default_handle_time`` is used. ``n`` counts the agents
-logged in, not paused, whose skills match the item (ready, reserved, on work or in wrap-up).
+logged in, not paused, whose skills match the item and who have capacity on its channel
+(:meth:`~acd.domain.queues.Requirement.staffed_by`; ready, reserved, on work or in wrap-up): a
+call-only agent with the right skills does not staff a chat queue.
 With nobody staffed the wait is unknown (``None``): the announcement then says so instead of
 promising a time.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd.domain.agents import AgentId, AgentProfile
+from acd.domain.agents import AgentId, AgentProfile, Capacity
 from acd.domain.queues import (
     ANY_AGENT,
     InvalidQueue,
@@ -69,6 +69,19 @@ def test_a_missing_skill_never_matches_even_after_relaxation() -> None:
     assert requirement.matches(AgentProfile(AgentId("a"), {"support": 1}))
     assert not requirement.matches(AgentProfile(AgentId("b"), {"general": 5}))
     assert requirement.why_not(AgentProfile(AgentId("b"), {"general": 5})) == "lacks support"
+
+
+def test_only_agents_with_capacity_on_the_channel_staff_a_queue() -> None:
+    chat = WorkItem(ItemId("i"), Channel.CHAT, QueueId("q"), 0.0)
+    requirement = Queue(QueueId("q"), SkillExpression.parse("support")).rule_at(chat, 0).requirement
+    skills = {"support": 3}
+    call_only = AgentProfile(AgentId("c"), skills, capacity=Capacity(call=1, chat=0))
+    chatter = AgentProfile(AgentId("h"), skills, capacity=Capacity(call=0, chat=2))
+    unskilled = AgentProfile(AgentId("u"), {"sales": 5}, capacity=Capacity(call=0, chat=2))
+    assert requirement.matches(call_only)  # the skills match ...
+    assert not requirement.staffed_by(call_only)  # ... but a call-only agent staffs no chat
+    assert requirement.staffed_by(chatter)
+    assert not requirement.staffed_by(unskilled)
 
 
 def test_steps_widen_with_the_wait_and_drop_the_language() -> None:

@@ -33,7 +33,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from acd.domain.work import Channel
-from acd.errors import AcdError
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
 from asterisk_sim.audiosocket_client import CallerAudio
@@ -277,7 +276,8 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
 async def _log_agents_in(
     stats: DemoStats, staffed: asyncio.Future[AcdService], acd: AcdService
 ) -> None:
-    """Every phone agent logs in, ready (the digital agents once their console is open)."""
+    """Every phone agent logs in, ready (the digital agents go ready themselves through the web
+    app once their console is open)."""
     stats.acd = acd
     phones = [a for a in acd.config.agents if a not in digital_agents(acd)]
     for agent_id in phones:
@@ -335,7 +335,6 @@ async def _digital(
         for name in names:
             agent = DigitalAgent(base_url, name, password, stats.bots, rng=random.Random(name))
             tg.create_task(agent.run())
-        tg.create_task(_staff(acd, names, stats.bots))
         print(f"[demo] digital agents at the web app: {', '.join(names)}", flush=True)
         period = max(4.0, 120.0 / max(options.calls_per_minute, 1.0))
         number = 0
@@ -514,24 +513,6 @@ async def _watch_tickets(settings: Settings, options: DemoOptions, stats: DemoSt
                 await _count_assignments(stats, stats.acd)
     finally:
         await records.close()
-
-
-async def _staff(acd: AcdService, names: tuple[str, ...], bots: BotStats) -> None:
-    """A digital agent is logged in to the ACD while its console socket is open (what the
-    agent console's sign-in will do for people)."""
-    logged_in: set[str] = set()
-    while True:
-        online = bots.agents_online & set(names)
-        try:
-            for name in sorted(online - logged_in):
-                await acd.login(name)
-                logged_in.add(name)
-            for name in sorted(logged_in - online):
-                await acd.logout(name)
-                logged_in.discard(name)
-        except AcdError as err:  # Redis trouble: the ACD logs it; try again shortly
-            log.warning("demo: digital agents not staffed yet: %s", err)
-        await asyncio.sleep(0.25)
 
 
 async def _count_assignments(stats: DemoStats, acd: AcdService) -> None:

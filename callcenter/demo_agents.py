@@ -3,12 +3,15 @@
 Both speak to the node only over its real web port, as people's browsers would:
 
 * a :class:`DigitalAgent` signs in (``POST /login``, JSON: the session cookie and its CSRF
-  token), opens the console socket ``/agent/ws`` and answers the chats the ACD assigns to it
-  (``chat.assigned``): a greeting, an answer to each visitor message, the end after
-  ``exchanges`` answers. Every few seconds it lists its open email tickets through the REST API
+  token), opens the console socket ``/agent/ws``, goes ready in the ACD
+  (``POST /api/agent/state``; a node without an ACD answers 503 and chats then go to the
+  agents at a console) and answers the chats the ACD assigns to it (``chat.assigned``): a
+  greeting, an answer to each visitor message, the end after ``exchanges`` answers. Every few
+  seconds it lists its open email tickets through the REST API
   (``GET /api/tickets?assignee=<me>&channel=email&status=open``), replies to each
   (``POST /api/tickets/{id}/messages``) and solves it (``PATCH``): the reply is what ends the
-  ACD item and frees the agent;
+  ACD item and frees the agent. When its session breaks it logs out of the ACD
+  (``logged_out``, best effort: a dead web app cannot be told) and signs in again;
 * a :class:`ChatVisitor` speaks the widget's protocol on ``/chat/ws``: hello with a name, an
   email address and a topic, a first message, waits (``waiting`` frames) for an agent, answers
   once, ends the chat and rates it; when nobody can take the chat it leaves an offline message.
@@ -103,6 +106,7 @@ class DigitalAgent:
                 self.stats.agents_online.discard(self.username)
                 causes = "; ".join(str(e) or type(e).__name__ for e in group.exceptions)
                 log.warning("demo agent %s: %s; signing in again", self.username, causes)
+                await self._log_out()
             await asyncio.sleep(2.0)
 
     async def _sign_in(self, http: aiohttp.ClientSession) -> None:
@@ -125,12 +129,32 @@ class DigitalAgent:
         async with http.ws_connect(
             f"{self.base_url}/agent/ws", headers=self._headers, heartbeat=20
         ) as ws:
+            await self._set_state(http, "ready")  # at the console: chats can be offered
             self.stats.agents_online.add(self.username)
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
                 await self._chat_frame(ws, msg.json())
         raise BotError("the console socket closed")
+
+    async def _set_state(self, http: aiohttp.ClientSession, state: str) -> None:
+        """The agent's ACD state through the web app (503 ``no-acd``: a node without an ACD)."""
+        url = f"{self.base_url}/api/agent/state"
+        async with http.post(url, json={"state": state}, headers=self._headers) as response:
+            if response.status == 503 and (await response.json()).get("error") == "no-acd":
+                return
+            if response.status != 200:
+                raise BotError(f"ACD state {state} refused ({response.status})")
+
+    async def _log_out(self) -> None:
+        """Out of the ACD after a broken session, so no chat waits for a bot that is gone."""
+        if not self._headers:
+            return
+        try:
+            async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
+                await self._set_state(http, "logged_out")
+        except (aiohttp.ClientError, OSError, TimeoutError, BotError) as err:
+            log.info("demo agent %s: not logged out of the ACD: %s", self.username, err)
 
     async def _chat_frame(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
         kind, chat_id = frame.get("type"), frame.get("chat_id")

@@ -27,6 +27,7 @@ from acd.adapters.redis_state import AcdRedisState
 from acd.config import AcdConfig, parse_acd_config
 from acd.service import AcdService, WorkRequest
 from agent_console.chat import HUB
+from callcenter.demo_agents import BotStats, ChatVisitor, DigitalAgent
 from tests.contract.test_web_app import PASSWORD, start_web
 from tests.integration.test_acd_chat_routing import until
 from tests.polling import eventually
@@ -305,3 +306,25 @@ async def test_given_redis_unreachable_when_state_set_then_503_from_the_acd_erro
     finally:
         await database.close()
         await dead.aclose()
+
+
+async def test_given_the_demos_digital_agent_when_it_signs_in_then_it_goes_ready_over_rest_and_serves_a_chat(  # noqa: E501
+    center: Center,
+) -> None:
+    stats = BotStats()
+    base = str(center.client.make_url("")).rstrip("/")
+    bot = DigitalAgent(base, "ann", PASSWORD, stats, think=0.01, email_every=0.1)
+    running = asyncio.create_task(bot.run())
+    try:
+
+        async def ready() -> bool:
+            record = await center.acd.state.agent("ann")
+            return record is not None and record.state == "ready"
+
+        await eventually(ready, 15, "the bot went ready through POST /api/agent/state")
+        visitor = ChatVisitor(base, stats, name="Nina", email="nina@example.org", topic="billing")
+        await visitor.run()
+        assert (stats.visitors_served, stats.chats_answered, stats.errors) == (1, 1, 0)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from callcenter.logmask import mask_email
 from tickets.customers import CustomerDirectory
@@ -225,8 +225,21 @@ class CustomerMail:
             purpose=MailPurpose.SURVEY,
             key=key,
         )
-        event.listen(session.sync_session, "after_commit", lambda _s: self.queued(), once=True)
+        self._wake_after_commit(session)
         return entry
+
+    def _wake_after_commit(self, session: AsyncSession) -> None:
+        """Wake the sender once the caller's outermost transaction has committed. (SQLAlchemy
+        emits ``after_commit`` for a released SAVEPOINT too: those are not the commit.)"""
+        woken = False
+
+        def committed(sync: Session) -> None:
+            nonlocal woken
+            if not woken and sync.get_nested_transaction() is None:
+                woken = True
+                self.queued()
+
+        event.listen(session.sync_session, "after_commit", committed)
 
     async def _queued_before(self, session: AsyncSession, key: str) -> bool:
         found = select(MailOutboxEntry.id).where(MailOutboxEntry.dedup_key == key)
@@ -436,15 +449,16 @@ class OutboxSender:
         self.wake = wake or asyncio.Event()
 
     async def run(self) -> None:
-        """Send until cancelled; a database outage is logged and the pass retried."""
+        """Send until cancelled; a database outage is logged and the pass retried. The wake-up is
+        cleared before each pass, so mail queued while a pass runs is looked at right after it."""
         while True:
+            self.wake.clear()
             try:
                 tried = await self.send_due()
             except (OSError, TimeoutError, OperationalError, InterfaceError) as err:
                 log.warning("mail outbox pass failed (%s); retrying", err)
                 tried = 0
             if tried == 0:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.policy.idle_poll)
 

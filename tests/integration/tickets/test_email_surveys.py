@@ -26,13 +26,15 @@ from agent_console.state import WebConfig
 from agent_console.survey_pages import SURVEY_LIMITER
 from tests.contract.test_web_app import add_users
 from tests.polling import eventually
+from tickets.customers import CustomerDirectory
 from tickets.db import Database
-from tickets.email.outbound import build_outbound_mail
-from tickets.email.outbox import MailOutboxEntry, OutboxStatus
+from tickets.email.outbound import build_outbound_mail, outbound_identity
+from tickets.email.outbox import CustomerMail, MailOutboxEntry, OutboxStatus
 from tickets.email.service import build_email_channel
 from tickets.email.smtp_in import InboundSmtpServer
+from tickets.email.threading import ReplyTokenSigner
 from tickets.hooks import HelpDeskHooks
-from tickets.models import AuthorKind, Channel, Ticket
+from tickets.models import AuthorKind, Channel, IdentityKind, Ticket
 from tickets.repository import TicketRepository
 from tickets.surveys import SurveyResponse, SurveyTokens
 from tickets.users import Role
@@ -40,6 +42,7 @@ from tickets.users import Role
 from .test_email_outbox import (
     ALICE,
     FAST,
+    SECRET,
     SUPPORT,
     Relay,
     customer_mail,
@@ -304,6 +307,33 @@ async def test_given_tickets_without_a_known_address_when_solved_then_no_survey_
     for ticket in (anonymous, chat):
         await desk.set_status(ticket.id, "solved")
     assert await desk.survey_mails() == []
+
+
+async def test_given_a_survey_mail_queued_in_a_savepoint_then_only_the_commit_wakes_the_sender(
+    db: Database, tmp_path: Path
+) -> None:
+    mail = CustomerMail(
+        outbound_identity(email_settings(tmp_path, 25)), ReplyTokenSigner.from_setting(SECRET)
+    )
+    async with db.sessions.begin() as session:
+        found = await CustomerDirectory(session).find_or_create(
+            IdentityKind.EMAIL, ALICE, actor="t"
+        )
+        ticket = await TicketRepository(session).create(
+            subject="Printer", channel=Channel.EMAIL, actor="t", customer_id=found.customer.id
+        )
+        async with session.begin_nested():  # as the hooks queue it
+            assert await mail.survey_invitation(session, ticket, link=f"{PUBLIC_URL}/survey/x")
+        assert not mail.wake.is_set()  # released savepoint: nothing the sender could see yet
+    assert mail.wake.is_set()
+    async with db.sessions.begin() as session:  # a rolled-back invitation wakes nobody
+        again = CustomerMail(mail.identity, mail.signer)
+        other = await TicketRepository(session).create(
+            subject="Other", channel=Channel.EMAIL, actor="t", customer_id=found.customer.id
+        )
+        assert await again.survey_invitation(session, other, link=f"{PUBLIC_URL}/survey/y")
+        await session.rollback()
+    assert not again.wake.is_set()
 
 
 async def test_given_one_address_asking_too_often_then_429_with_retry_after(

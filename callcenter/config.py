@@ -218,6 +218,8 @@ class EmailSettings:
     imap_password: Secret = Secret("")
     imap_folder: str = "INBOX"
     imap_interval: float = 60.0
+    imap_after_store: str = "seen"  # seen | move (to imap_move_to) | delete, once stored
+    imap_move_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from tickets.chat import ChatRouting
 from tickets.db import Database
 from tickets.email import EmailConfigError
 from tickets.email.outbound import OutboundMail, build_outbound_mail
-from tickets.email.service import BreachWatcher, build_email_channel
+from tickets.email.service import BreachWatcher, build_email_channel, build_imap_poller
 from tickets.email.smtp_in import InboundSmtpServer
 from tickets.errors import MigrationFailed
 
@@ -141,6 +141,7 @@ async def serve_node(
         await agi.start()
         hooks = build_helpdesk_hooks(settings, records)
         outbound = build_outbound_mail(records, settings.email)
+        imap = build_imap_poller(settings.email, records, hooks)  # None without imap_host
         if settings.email.enabled:
             smtp = build_email_channel(records, settings.email, hooks)
             await smtp.start()
@@ -173,6 +174,8 @@ async def serve_node(
             )
             if outbound is not None:  # agents' replies and acknowledgements to customers
                 tg.create_task(outbound.sender.run())
+            if imap is not None:  # a mailbox polled into the same desk as SMTP
+                tg.create_task(imap.run())
             if acd is not None:
                 answers = DialAnswers(acd)  # agents' answers from AMI DialEnd, not ring timeouts
                 monitor.listeners.append(answers.observe)

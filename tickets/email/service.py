@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from callcenter.config import EmailSettings
 from tickets.db import Database
 from tickets.email import EmailConfigError
-from tickets.email.imap_poll import ImapPoller, ImapSettings
+from tickets.email.imap_poll import AfterStore, ImapPoller, ImapSettings
 from tickets.email.smtp_in import (
     InboundPipeline,
     InboundSmtpHandler,
@@ -112,6 +112,8 @@ def build_imap_poller(
             folder=settings.imap_folder,
             interval=settings.imap_interval,
             max_message_bytes=settings.max_message_bytes,
+            after_store=AfterStore(settings.imap_after_store),
+            move_to=settings.imap_move_to,
         )
     except ValueError as err:
         raise EmailConfigError(f"email.imap_*: {err}") from err

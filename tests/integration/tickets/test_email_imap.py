@@ -13,7 +13,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -568,6 +568,10 @@ async def test_given_imap_settings_then_the_built_poller_stores_into_the_records
         build_imap_poller(
             EmailSettings(secret=settings.secret, imap_host="h", imap_username="u"), db, hooks
         )
+    with pytest.raises(EmailConfigError, match="needs move_to"):
+        build_imap_poller(replace(settings, imap_after_store="move"), db, hooks)
+    with pytest.raises(EmailConfigError, match=r"email\.imap_"):
+        build_imap_poller(replace(settings, imap_after_store="archive"), db, hooks)
     poller = build_imap_poller(settings, db, hooks)
     assert poller is not None
     mailbox.append(mail(message_id="built@example.org"))

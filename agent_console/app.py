@@ -9,6 +9,8 @@ Wiring (the composition root does this)::
                      customer_mail=None,        # or outbound.customer_mail: replies mailed
                      hooks=None)                # or the node's HelpDeskHooks: SLA, surveys
     web.run_app / AppRunner + TCPSite(settings.web.host, settings.web.port)
+    # access_log_class=agent_console.access_log.MaskedAccessLogger: no survey token or query
+    # string (customers' addresses) in the access log
 
 Without ``hooks`` the app makes its own `HelpDeskHooks` on ``database`` (SLA clocks and
 duplicates, no email surveys); the node passes the ones it builds from ``[helpdesk]``

@@ -41,7 +41,7 @@ Pure: times are plain floats passed in by the caller (the engine's injected cloc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, ClassVar, NewType, TypeAlias
@@ -153,6 +153,18 @@ class AgentState(StrEnum):
     MISSED = "missed"
 
 
+_LO = AgentState.LOGGED_OUT
+_RD = AgentState.READY
+_RS = AgentState.RESERVED
+_OW = AgentState.ON_WORK
+_WU = AgentState.WRAP_UP
+_PA = AgentState.PAUSED
+_MI = AgentState.MISSED
+_CALL = Channel.CALL
+_CHAT = Channel.CHAT
+_EMAIL = Channel.EMAIL
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """The one item currently offered to the agent, awaiting acceptance."""
@@ -198,36 +210,39 @@ class AgentStatus:
     idle_key: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        state = self._derive_state()
-        object.__setattr__(self, "state", state)
-        object.__setattr__(self, "routable", self._derive_routable())
-        ready = state is AgentState.READY
-        idle_key = (0.0, self.idle_since) if ready else (1.0, self.last_assigned_at)
-        object.__setattr__(self, "idle_key", idle_key)
-
-    def _derive_state(self) -> AgentState:
+        # One pass over the facts for the three derived fields (this runs for every transition).
+        working = False
+        for work in self.active:
+            if work.wrap_until is None:
+                working = True
+                break
         if not self.logged_in:
-            return AgentState.LOGGED_OUT
-        if self.reservation is not None:
-            return AgentState.RESERVED
-        if self.active:
-            if any(work.wrap_until is None for work in self.active):
-                return AgentState.ON_WORK
-            return AgentState.WRAP_UP
-        if self.missed_until is not None:
-            return AgentState.MISSED
-        if self.pause_reason is not None:
-            return AgentState.PAUSED
-        return AgentState.READY
-
-    def _derive_routable(self) -> bool:
-        return (
+            state = _LO
+        elif self.reservation is not None:
+            state = _RS
+        elif self.active:
+            state = _OW if working else _WU
+        elif self.missed_until is not None:
+            state = _MI
+        elif self.pause_reason is not None:
+            state = _PA
+        else:
+            state = _RD
+        routable = (
             self.logged_in
             and not self.logout_pending
             and self.pause_reason is None
             and self.reservation is None
             and self.missed_until is None
-            and (not self.active or any(work.wrap_until is None for work in self.active))
+            and (working or not self.active)
+        )
+        _set = object.__setattr__
+        _set(self, "state", state)
+        _set(self, "routable", routable)
+        _set(
+            self,
+            "idle_key",
+            (0.0, self.idle_since) if state is _RD else (1.0, self.last_assigned_at),
         )
 
     def load(self, channel: Channel) -> int:
@@ -249,6 +264,31 @@ class AgentStatus:
             and channel is not Channel.CALL
             and self.load(Channel.CALL) > 0
         )
+
+    def open_channels(self, capacity: Capacity) -> tuple[Channel, ...]:
+        """The channels :meth:`can_take` is true for, in :class:`Channel` order, in one pass."""
+        if not self.routable:
+            return ()
+        calls = chats = emails = 0
+        for work in self.active:
+            channel = work.channel
+            if channel is _CALL:
+                calls += 1
+            elif channel is _CHAT:
+                chats += 1
+            else:
+                emails += 1
+        # a routable agent holds no reservation: the active items are the whole load
+        open_: list[Channel] = []
+        if calls < capacity.call:
+            open_.append(_CALL)
+        if calls and capacity.call_blocks_others:
+            return tuple(open_)
+        if chats < capacity.chat:
+            open_.append(_CHAT)
+        if emails < capacity.email:
+            open_.append(_EMAIL)
+        return tuple(open_)
 
     def occupancy(self, now: float) -> float:
         """Share of the time since login spent busy (reserved or working, wrap-up included)."""
@@ -394,13 +434,6 @@ AgentCommand: TypeAlias = (
     | MissedEnd
 )
 
-_LO = AgentState.LOGGED_OUT
-_RD = AgentState.READY
-_RS = AgentState.RESERVED
-_OW = AgentState.ON_WORK
-_WU = AgentState.WRAP_UP
-_PA = AgentState.PAUSED
-_MI = AgentState.MISSED
 _K = CommandKind
 
 #: Every allowed (state, command) pair and the states it may lead to. A pair that is absent is
@@ -444,13 +477,16 @@ TRANSITIONS: Mapping[tuple[AgentState, CommandKind], frozenset[AgentState]] = Ma
     }
 )
 
+#: The table as a plain dict: the lookup on every transition.
+_TABLE: dict[tuple[AgentState, CommandKind], frozenset[AgentState]] = dict(TRANSITIONS)
+
 
 def transition(
     profile: AgentProfile, status: AgentStatus, command: AgentCommand, now: float
 ) -> AgentStatus:
     """Apply ``command`` at ``now``; raise :class:`AgentCommandRejected` if not allowed."""
     before = status.state
-    allowed = TRANSITIONS.get((before, command.kind))
+    allowed = _TABLE.get((before, command.kind))
     if allowed is None:
         raise AgentCommandRejected(f"{command.kind} is not allowed while {before}")
     after = _settle(status, _apply(profile, status, command, now), now)
@@ -488,18 +524,38 @@ def _apply(
                 raise AgentCommandRejected(f"no {channel} capacity to offer {item_id!r}")
             if any(work.item_id == item_id for work in status.active):
                 raise AgentCommandRejected(f"{item_id!r} is already active")
-            return _with(
-                status,
-                reservation=Reservation(item_id, channel, queue, now),
-                last_assigned_at=now,
-                # what _settle would add: the busy period starts (one record made, not two)
-                busy_since=now if status.busy_since is None else status.busy_since,
+            # built field by field (the hot path): last assigned now, and what _settle would
+            # add, the busy period starts, so that one record is made, not two
+            return AgentStatus(
+                status.logged_in,
+                status.logout_pending,
+                status.pause_reason,
+                Reservation(item_id, channel, queue, now),
+                status.active,
+                status.missed_until,
+                status.consecutive_misses,
+                status.logged_in_at,
+                status.idle_since,
+                now,
+                now if status.busy_since is None else status.busy_since,
+                status.busy_seconds,
             )
         case Accept(item_id=item_id):
             reservation = _reservation_for(status, item_id)
             work = ActiveWork(item_id, reservation.channel, reservation.queue, now)
-            return _with(
-                status, reservation=None, active=(*status.active, work), consecutive_misses=0
+            return AgentStatus(
+                status.logged_in,
+                status.logout_pending,
+                status.pause_reason,
+                None,
+                (*status.active, work),
+                status.missed_until,
+                0,
+                status.logged_in_at,
+                status.idle_since,
+                status.last_assigned_at,
+                status.busy_since,
+                status.busy_seconds,
             )
         case Miss(item_id=item_id, cooldown=cooldown, pause_after=pause_after):
             _reservation_for(status, item_id)
@@ -526,8 +582,36 @@ def _apply(
                 raise AgentCommandRejected(f"{item_id!r} is already in wrap-up")
             rest = tuple(w for w in status.active if w.item_id != item_id)
             if wrap_up > 0:
-                rest = (*rest, replace(work, wrap_until=now + wrap_up))
-            return _with(status, active=rest)
+                rest = (
+                    *rest,
+                    ActiveWork(work.item_id, work.channel, work.queue, work.since, now + wrap_up),
+                )
+            busy_since, busy_seconds, idle_since = (
+                status.busy_since,
+                status.busy_seconds,
+                status.idle_since,
+            )
+            if not rest and status.reservation is None and busy_since is not None:
+                # what _settle would add (one record made, not two): the busy period ends, and
+                # an agent left with no pause, cooldown or work is READY, idle from now
+                busy_seconds += max(0.0, now - busy_since)
+                busy_since = None
+                if status.missed_until is None and status.pause_reason is None:
+                    idle_since = now
+            return AgentStatus(
+                status.logged_in,
+                status.logout_pending,
+                status.pause_reason,
+                status.reservation,
+                rest,
+                status.missed_until,
+                status.consecutive_misses,
+                status.logged_in_at,
+                idle_since,
+                status.last_assigned_at,
+                busy_since,
+                busy_seconds,
+            )
         case WrapUpEnd(item_id=item_id):
             work = _active_for(status, item_id)
             if work.wrap_until is None:
@@ -552,7 +636,7 @@ def _settle(before: AgentStatus, after: AgentStatus, now: float) -> AgentStatus:
     elif not busy and after.busy_since is not None:
         changes["busy_seconds"] = after.busy_seconds + max(0.0, now - after.busy_since)
         changes["busy_since"] = None
-    if after.state is _RD and before.state is not _RD:
+    if after.state is _RD and before.state is not _RD and after.idle_since != now:
         changes["idle_since"] = now
     return _with(after, **changes) if changes else after
 

@@ -782,9 +782,7 @@ class RoutingEngine:
     # -- agents in the availability index --------------------------------------------------------
 
     def _reindex(self, record: _AgentRecord) -> None:
-        status = record.status
-        capacity = record.profile.capacity
-        channels = tuple(ch for ch in _CHANNELS if status.can_take(capacity, ch))
+        channels = record.status.open_channels(record.profile.capacity)
         if channels == record.indexed and not channels:
             return
         if self._index.update(record, channels):

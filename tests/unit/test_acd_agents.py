@@ -186,6 +186,12 @@ def test_the_table_names_only_known_states() -> None:
 # -- property tests ------------------------------------------------------------------------------
 
 ITEMS = [ItemId(f"i{n}") for n in range(4)]
+#: A blended agent whose call does not block its chats and emails.
+UNBLOCKED = AgentProfile(
+    AgentId("a3"),
+    {"support": 3},
+    capacity=Capacity(call=1, chat=2, email=2, call_blocks_others=False),
+)
 
 commands = st.one_of(
     st.just(Login()),
@@ -232,11 +238,32 @@ def check(profile: AgentProfile, status: AgentStatus) -> None:
     if status.logout_pending:
         assert status.busy
     assert (status.busy_since is not None) == status.busy
+    assert state is derived_state(status)
+    capacity = profile.capacity
+    open_channels = tuple(ch for ch in Channel if status.can_take(capacity, ch))
+    assert status.open_channels(capacity) == open_channels
+
+
+def derived_state(status: AgentStatus) -> AgentState:
+    """The precedence of the module docstring, spelled out as the reference."""
+    if not status.logged_in:
+        return AgentState.LOGGED_OUT
+    if status.reservation is not None:
+        return AgentState.RESERVED
+    if any(work.wrap_until is None for work in status.active):
+        return AgentState.ON_WORK
+    if status.active:
+        return AgentState.WRAP_UP
+    if status.missed_until is not None:
+        return AgentState.MISSED
+    if status.pause_reason is not None:
+        return AgentState.PAUSED
+    return AgentState.READY
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    profile=st.sampled_from([VOICE, BLENDED]),
+    profile=st.sampled_from([VOICE, BLENDED, UNBLOCKED]),
     sequence=st.lists(commands, max_size=40),
 )
 def test_random_command_sequences_never_reach_an_invalid_state(
@@ -253,3 +280,8 @@ def test_random_command_sequences_never_reach_an_invalid_state(
         assert (before.state, command.kind) in TRANSITIONS
         assert status.state in TRANSITIONS[(before.state, command.kind)]
         check(profile, status)
+        if status.state is AgentState.READY and before.state is not AgentState.READY:
+            assert status.idle_since == float(step)  # idle from the moment it became ready
+        if status.logged_in and before.logged_in and before.busy and not status.busy:
+            assert before.busy_since is not None
+            assert status.busy_seconds == before.busy_seconds + (step - before.busy_since)

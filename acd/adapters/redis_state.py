@@ -6,20 +6,24 @@ Theory of operation
 * One site (tenant) is one hash tag: every key is ``acd:{<site>}:...``, so all keys a script
   touches are in one Redis Cluster slot. Each script declares the event stream and the hashes
   it is about in KEYS and derives the site's other keys from the prefix (same tag, same slot).
-* Keys of a site (the full field list is in ``lua/acd_common.v2.lua``):
+* Keys of a site (the full field list is in ``lua/acd_common.v3.lua``):
 
   - ``agent:<id>`` hash: ``ver`` (bumped by every change), the facts ``logged_in``, ``pause``
     (reason, empty when not paused), ``missed`` with ``missed_until`` (server ms the miss ends
     by itself; 0: until made ready), ``misses`` (consecutive) and ``missed_total``,
-    ``wrap_until`` and ``idle_since`` (server ms), ``caps`` (JSON capacity per channel),
-    ``blocks`` (a call blocks the other channels), ``skills`` (JSON skill -> level), ``offer``
-    (the one pending offer id, or empty), ``load:<channel>`` (offered + assigned items), and
+    ``wrap_until`` (an agent-wide wrap-up) and ``idle_since`` (server ms), ``wraps`` (the
+    items' wrap-ups still running: JSON item id -> channel and end), ``caps`` (JSON capacity
+    per channel), ``blocks`` (a call blocks the other channels), ``skills`` (JSON skill ->
+    level), ``offer`` (the one pending offer id, or empty), ``load:<channel>`` (offered +
+    assigned items; an item in wrap-up holds its slot through ``wraps`` instead), and
     ``state``, derived from the facts with the domain's precedence (logged_out, reserved,
     on_work, wrap_up, missed, paused, ready) and stored for people reading Redis;
   - ``ready:<channel>`` sorted sets: the agents that could take an item of the channel, scored
-    by ``max(idle_since, wrap_until, missed_until)``: ``ZRANGEBYSCORE -inf <now>`` is the ready
-    agents, longest idle first, and agents in wrap-up or a timed miss appear by themselves when
-    it ends (no timer, no controller that must stay alive);
+    by the time they can: ``max(idle_since, wrap_until, missed_until)`` and, for the item
+    wrap-ups, the end of the one that frees a slot on the channel (and of a wrapping call's
+    when calls block the other channels): ``ZRANGEBYSCORE -inf <now>`` is the ready agents,
+    longest idle first, and agents in wrap-up or a timed miss appear by themselves when it ends
+    (no timer, no controller that must stay alive);
   - ``item:<id>`` hash: ``ver``, ``state`` (waiting, offered, assigned, cancelled, completed),
     ``channel``, ``queue`` with ``queue_since`` (set when an overflow moved the item: it
     entered that queue then), ``priority``, ``enq`` (enqueue time, ms), ``score``, ``skills``
@@ -59,9 +63,11 @@ Theory of operation
   expired offer (a controller died mid-offer) frees the agent *without* a miss; an accept after
   the expiry is refused and expires the offer itself, so the outcome never depends on when
   :meth:`AcdRedisState.expire_offers` runs; an item cancelled while offered frees its agent; an
-  assigned item is completed, not cancelled. Simplification: wrap-up is per agent (no new offer
-  before ``wrap_until``) and a completed item's capacity is released at once, where the domain
-  keeps a wrapping item's capacity per item.
+  assigned item is completed, not cancelled. Wrap-up is per item, as in the domain: a completed
+  item with a wrap-up keeps its slot on its channel until its own wrap-up ends, the agent
+  stays offerable on the channels with capacity left, and a wrapping call blocks the other
+  channels when calls block them (``complete``); making the agent ready ends its wrap-ups.
+  The snapshot's loads count the wrapping items.
 * Event names: AgentLoggedIn, AgentProfileChanged, AgentLoggedOut, AgentMadeReady, AgentPaused,
   AgentWrapUpStarted, AgentMarkedMissed, ItemEnqueued, ItemCancelled, ItemOverflowed (moved to
   another queue, keeping its place in the fair order), ItemOffered (the agent's
@@ -130,19 +136,19 @@ PRIORITY_LIMIT = 1000
 _MAX_LEVEL = 5
 #: The shared prelude (v2: timed misses) and each script's version; a changed script gets a new
 #: file ``acd_<name>.v<N>.lua`` so nodes of two releases never run different code under one name.
-COMMON_SCRIPT = "acd_common.v2.lua"
+COMMON_SCRIPT = "acd_common.v3.lua"
 _SCRIPTS: dict[str, int] = {
-    "agent_login": 1,
-    "agent_logout": 1,
-    "agent_set_state": 2,
+    "agent_login": 2,
+    "agent_logout": 2,
+    "agent_set_state": 3,
     "enqueue": 1,
     "cancel": 1,
     "reserve": 1,
     "accept": 1,
     "reject": 2,
-    "complete": 1,
+    "complete": 2,
     "expire_offers": 1,
-    "snapshot": 2,
+    "snapshot": 3,
     "overflow": 1,
 }
 
@@ -336,6 +342,7 @@ class AgentRecord:
     missed_until_ms: int
     consecutive_misses: int
     missed_total: int
+    #: The end of the latest wrap-up running (the agent-wide one or an item's), server ms.
     wrap_until_ms: int
     idle_since_ms: int
     capacity: Mapping[str, int]
@@ -344,6 +351,9 @@ class AgentRecord:
     skills: Mapping[str, int]
     offer_id: str | None
     server_ms: int
+    #: The items' wrap-ups running at ``server_ms``: item id -> (channel, end in server ms); each
+    #: holds its slot on the channel (``load`` counts only offered and assigned items).
+    wraps: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +459,21 @@ def _missed_at(f: Mapping[str, str], now_ms: int) -> bool:
     return until == 0 or until > now_ms
 
 
+def _wraps(text: str | None, now_ms: int) -> dict[str, tuple[str, int]]:
+    """The ``wraps`` field (JSON item id -> {c: channel, u: end ms}), those running at now_ms."""
+    if not text:
+        return {}
+    decoded = json.loads(text)
+    if not isinstance(decoded, dict):  # cjson writes an empty table as {} too
+        return {}
+    out = {}
+    for item_id, wrap in decoded.items():
+        end = int(float(wrap.get("u", 0)))
+        if end > now_ms:
+            out[str(item_id)] = (str(wrap.get("c", "")), end)
+    return out
+
+
 def _derive_state(f: Mapping[str, str], now_ms: int) -> str:
     """The agent's state from its facts, with the precedence of the scripts and the domain."""
     if f.get("logged_in") != "1":
@@ -457,7 +482,7 @@ def _derive_state(f: Mapping[str, str], now_ms: int) -> str:
         return "reserved"
     if any(_int(f.get(f"load:{ch}")) > 0 for ch in CHANNELS):
         return "on_work"
-    if _int(f.get("wrap_until")) > now_ms:
+    if _int(f.get("wrap_until")) > now_ms or _wraps(f.get("wraps"), now_ms):
         return "wrap_up"
     if _missed_at(f, now_ms):
         return "missed"
@@ -710,6 +735,7 @@ class AcdRedisState:
         if not raw:
             return None
         f = {_text(k): _text(v) for k, v in raw.items()}
+        wraps = _wraps(f.get("wraps"), now_ms)
         return AgentRecord(
             agent_id=agent_id,
             version=_int(f.get("ver")),
@@ -720,7 +746,7 @@ class AcdRedisState:
             missed_until_ms=_int(f.get("missed_until")) if f.get("missed") == "1" else 0,
             consecutive_misses=_int(f.get("misses")),
             missed_total=_int(f.get("missed_total")),
-            wrap_until_ms=_int(f.get("wrap_until")),
+            wrap_until_ms=max([_int(f.get("wrap_until")), *(end for _, end in wraps.values())]),
             idle_since_ms=_int(f.get("idle_since")),
             capacity=_int_map(f.get("caps")),
             load={ch: _int(f.get(f"load:{ch}")) for ch in CHANNELS},
@@ -728,6 +754,7 @@ class AcdRedisState:
             skills=_int_map(f.get("skills")),
             offer_id=f.get("offer") or None,
             server_ms=now_ms,
+            wraps=wraps,
         )
 
     async def item(self, item_id: str) -> ItemRecord | None:
@@ -826,7 +853,7 @@ class AcdRedisState:
     async def run_prelude_script(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]
     ) -> Any:
-        """Run a script written on ``acd_common.v2.lua`` (KEYS[1] = this site's stream, then
+        """Run a script written on ``acd_common.v3.lua`` (KEYS[1] = this site's stream, then
         ``keys``; the common ARGV, then ``args``), with the retries of every other call."""
         all_keys = [self.events_key, *keys]
         all_args = [*self._common, *args]

@@ -543,6 +543,88 @@ async def test_given_an_assigned_item_when_completed_twice_then_wrap_up_once_and
     assert (await kinds(state)).count("ItemCompleted") == 1
 
 
+async def assign(state: AcdRedisState, item_id: str, agent_id: str, channel: str) -> None:
+    await enqueue(state, item_id, channel=channel)
+    o = await offer(state, item_id, agent_id)
+    assert await state.accept(item_id, o.offer_id) == Changed(3)
+
+
+async def test_given_a_chat_in_wrap_up_then_it_holds_its_slot_and_the_agent_gets_other_chats(
+    state: AcdRedisState,
+) -> None:
+    await login(state, "a1", call=0, chat=3)
+    await assign(state, "c1", "a1", "chat")
+    await assign(state, "c2", "a1", "chat")
+    assert await state.complete("c1", wrap_up=TTL) == Changed(4)  # c1 wraps up, c2 goes on
+
+    agent = await state.agent("a1")
+    assert agent is not None
+    assert (agent.state, agent.load["chat"], list(agent.wraps)) == ("on_work", 1, ["c1"])
+    completed = [e for e in await state.all_events() if e.kind == "ItemCompleted"]
+    end = agent.wraps["c1"][1]
+    assert int(completed[0].fields["wrap_until"]) == end  # the item's own wrap-up end
+    snap = await state.snapshot()
+    assert snap.ready["chat"] == ("a1",)  # offerable: 1 on work + 1 wrapping < 3
+    assert snap.agents["a1"].load["chat"] == 2  # the wrapping chat holds its slot
+    await assign(state, "c3", "a1", "chat")  # the third slot
+    await enqueue(state, "c4", channel="chat")
+    refused = await state.reserve("c4", "a1", item_version=None, agent_version=None, offer_ttl=TTL)
+    assert refused == Refused(Refusal.AGENT_WRAP_UP, "on_work")  # c1's wrap-up holds the slot
+    assert await ready_ids(state, "chat") == []
+    assert await state.next_ready_ms(snap.server_ms) == end  # back by itself when c1's ends
+
+    done = await state.set_state("a1", Availability.READY)  # wrap-up done: the slot is free now
+    assert isinstance(done, Changed)
+    assert not done.already
+    agent = await state.agent("a1")
+    assert agent is not None
+    assert agent.wraps == {}
+    await offer(state, "c4", "a1")
+
+
+async def test_given_short_chat_wrap_ups_then_their_slots_come_back_by_themselves(
+    state: AcdRedisState,
+) -> None:
+    await login(state, "a1", call=0, chat=1)
+    await assign(state, "c1", "a1", "chat")
+    assert await state.complete("c1", wrap_up=0.3) == Changed(4)
+    agent = await state.agent("a1")
+    assert agent is not None
+    assert (agent.state, agent.load["chat"]) == ("wrap_up", 0)
+    assert await ready_ids(state, "chat") == []  # its only chat slot is wrapping up
+
+    async def ready_again() -> bool:
+        return await ready_ids(state, "chat") == ["a1"]
+
+    await eventually(ready_again, 5.0, "the chat slot is free when its wrap-up ends")
+    agent = await state.agent("a1")
+    assert agent is not None
+    assert (agent.state, agent.wraps) == ("ready", {})
+
+
+async def test_given_a_call_in_wrap_up_when_calls_block_then_no_chat_until_it_ends(
+    state: AcdRedisState,
+) -> None:
+    await login(state, "a1", call=1, chat=3, blocks=True)
+    await login(state, "a2", call=1, chat=3, blocks=False)
+    for agent_id, item_id in (("a1", "k1"), ("a2", "k2")):
+        await assign(state, item_id, agent_id, "call")
+        assert await state.complete(item_id, wrap_up=0.5) == Changed(4)
+    await enqueue(state, "chat1", channel="chat")
+    refused = await state.reserve(
+        "chat1", "a1", item_version=None, agent_version=None, offer_ttl=TTL
+    )
+    assert refused == Refused(Refusal.AGENT_WRAP_UP, "wrap_up")  # the wrapping call blocks
+    assert await ready_ids(state, "chat") == ["a2"]  # its call does not block its chats
+    assert await ready_ids(state, "call") == []  # neither takes a call while its call wraps
+
+    async def both_ready() -> bool:
+        return sorted(await ready_ids(state, "chat")) == ["a1", "a2"]
+
+    await eventually(both_ready, 5.0, "a1 takes chats again once the call's wrap-up ended")
+    await offer(state, "chat1", "a1")
+
+
 async def test_given_an_offer_when_rejected_then_the_item_is_back_at_its_place_and_the_agent_missed(
     state: AcdRedisState,
 ) -> None:

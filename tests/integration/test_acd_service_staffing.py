@@ -1,8 +1,8 @@
-"""The ACD service on real Redis: who counts as staffed for a queue, and wake-ups during a cycle.
+"""The ACD service on real Redis: who counts as staffed, wrap-up per item, mid-cycle wake-ups.
 
 Staffed agents are the logged-in, unpaused agents whose skills match the item *and* who have
-capacity on the queue's channel; a wake-up that comes while a cycle runs is not lost until the
-next poll.
+capacity on the queue's channel; a chat in wrap-up holds its own slot only, so its agent takes
+another chat meanwhile; a wake-up that comes while a cycle runs is not lost until the next poll.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def config() -> AcdConfig:
             "queues": [
                 {"id": "phone", "skills": "support", "wrap_up": 0},
                 {"id": "web", "skills": "support", "channel": "chat", "wrap_up": 0},
+                {"id": "notes", "skills": "notes", "channel": "chat", "wrap_up": 600},
             ],
             "agents": [
                 {
@@ -46,6 +47,12 @@ def config() -> AcdConfig:
                     "endpoint": "Local/2@agents",
                     "skills": {"support": 3},
                     "capacity": {"call": 0, "chat": 1},
+                },
+                {
+                    "id": "duo",
+                    "endpoint": "Local/3@agents",
+                    "skills": {"notes": 2},
+                    "capacity": {"call": 0, "chat": 2},
                 },
             ],
         }
@@ -140,3 +147,28 @@ async def test_given_a_wake_up_during_a_cycle_then_the_next_cycle_runs_without_w
     await service.login("call-only")  # wakes a cycle, which reads the snapshot, then the hook
     await eventually_true(lambda: bool(handles), WAIT, "enqueued during a cycle")
     assert await offered_to(handles[0]) == "call-only"
+
+
+async def test_given_a_chat_in_wrap_up_then_its_agent_takes_another_chat_meanwhile(
+    node: Factory,
+) -> None:
+    service, state = await node(poll_interval=0.02)
+    await service.login("duo")  # two chat slots; the queue wraps up for 10 minutes
+    first = await service.enqueue(WorkRequest("n1", "notes"))
+    assert await offered_to(first) == "duo"
+    assert await service.answered("n1")
+    await service.hung_up("n1")  # n1 wraps up, holding one slot
+
+    second = await service.enqueue(WorkRequest("n2", "notes"))
+    assert await offered_to(second) == "duo"  # the other slot, long before n1's wrap-up ends
+    assert await service.answered("n2")
+    third = await service.enqueue(WorkRequest("n3", "notes"))
+    await eventually_true(lambda: service.wait_status("n3") is not None, WAIT, "n3 waits")
+    await service.cycle(full=True)
+    assert third.offer is None  # both slots taken: n2 on work, n1 wrapping up
+    agent = await state.agent("duo")
+    assert agent is not None
+    assert (agent.state, list(agent.wraps), agent.load["chat"]) == ("on_work", ["n1"], 1)
+
+    await service.wrap_up_done("duo")  # n1's wrap-up ends: its slot is free for n3
+    assert await offered_to(third) == "duo"

@@ -1,4 +1,4 @@
--- callcenter acd_agent_login v1: log an agent in (or update a logged-in agent's profile).
+-- callcenter acd_agent_login v2: log an agent in (or update a logged-in agent's profile).
 --
 -- KEYS[1]  events stream      KEYS[2]  agent:<agent_id>
 -- ARGV[4]  agent_id
@@ -9,7 +9,8 @@
 --
 -- Returns {'ok', agent version} after AgentLoggedIn; when the agent is already logged in only
 -- the profile is replaced: {'ok', version} after AgentProfileChanged, or {'already', version}
--- when it was the same. Loads of items still assigned from before a logout are kept.
+-- when it was the same. Loads of items still assigned from before a logout are kept; item
+-- wrap-ups are not (v2: there are item wrap-ups, `wraps`, cleared like the agent's wrap-up).
 local id = ARGV[4]
 local a = hgetall(KEYS[2])
 if a ~= nil and a.logged_in == '1' then
@@ -35,6 +36,7 @@ a.pause = ARGV[8]
 a.missed = '0'
 a.misses = 0
 a.wrap_until = 0
+a.wraps = ''
 a.idle_since = NOW
 local ver = save_agent(id, a)
 emit('AgentLoggedIn', {'agent', id, 'caps', a.caps, 'blocks', a.blocks, 'pause', a.pause,

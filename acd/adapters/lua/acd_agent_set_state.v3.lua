@@ -1,4 +1,4 @@
--- callcenter acd_agent_set_state v2: make a logged-in agent ready, paused, in wrap-up or missed.
+-- callcenter acd_agent_set_state v3: make a logged-in agent ready, paused, in wrap-up or missed.
 --
 -- KEYS[1]  events stream      KEYS[2]  agent:<agent_id>
 -- ARGV[4]  agent_id
@@ -10,7 +10,9 @@
 -- 'ready' clears the pause, the missed mark and a running wrap-up (the agent's idle time starts
 -- again if it was unavailable). Events: AgentMadeReady, AgentPaused, AgentWrapUpStarted,
 -- AgentMarkedMissed. A pending offer is not touched. 'missed' marks the agent missed until made
--- ready; a timed miss that has ended counts as not missed (v2).
+-- ready; a timed miss that has ended counts as not missed (v2). 'ready' also ends the items'
+-- wrap-ups still running (v3: wrap-up is per item; the agent said it is done wrapping up);
+-- 'wrap_up' is an agent-wide wrap-up (nothing is offered before it ends).
 -- Returns {'ok', version}, {'already', version}, {'agent_unknown'}, {'agent_logged_out'},
 -- {'agent_version_mismatch', current version}.
 local id = ARGV[4]
@@ -23,7 +25,7 @@ if ARGV[8] ~= '' and num(ARGV[8]) ~= num(a.ver) then
 end
 local kind
 if want == 'ready' then
-  local wrapping = num(a.wrap_until) > NOW
+  local wrapping = num(a.wrap_until) > NOW or next(wraps_of(a)) ~= nil
   local missed = missed_at(a, NOW)
   if a.pause == '' and not missed and not wrapping then return {'already', num(a.ver)} end
   if a.pause ~= '' or missed or wrapping then a.idle_since = NOW end
@@ -31,6 +33,7 @@ if want == 'ready' then
   a.missed = '0'
   a.missed_until = 0
   a.wrap_until = 0
+  a.wraps = ''
   kind = 'AgentMadeReady'
 elseif want == 'paused' then
   if a.pause == ARGV[6] then return {'already', num(a.ver)} end

@@ -1,9 +1,17 @@
--- callcenter acd_common v2: shared prelude of every acd_* script (prepended when loaded).
+-- callcenter acd_common v3: shared prelude of every acd_* script (prepended when loaded).
 --
 -- v2: a miss lasts until `missed_until` (server ms; 0: until the agent is made ready), and the
 -- ready sets score an agent by max(idle_since, wrap_until, missed_until), so a missed agent is
 -- ready again by itself when the cooldown ends, whichever node saw the miss and even if it died.
 -- Items carry `queue_since` (when they entered their current queue; overflow moves them).
+-- v3: wrap-up is per item, as in the domain: a completed item with a wrap-up keeps its capacity
+-- slot on its channel until its own wrap-up ends (`wraps`: JSON item id -> {c = channel,
+-- u = end in server ms}); the agent stays offerable on channels with capacity left, and a
+-- wrapping call blocks the other channels when calls block them. `wrap_until` is now only the
+-- agent-wide wrap-up of `acd_agent_set_state 'wrap_up'`. Each ready set scores the agent by the
+-- time it can take that channel: max(idle_since, wrap_until, missed_until, the end of the
+-- wrap-up that frees a slot on the channel, the end of a wrapping call's wrap-up when calls
+-- block), so it is ready by itself when that wrap-up ends.
 --
 -- Every ACD script is run as <this prelude> .. <script body> and starts with the same ARGV:
 --   ARGV[1]  key prefix  "acd:{<site>}:"  (the hash tag puts every key of a site in one slot)
@@ -20,12 +28,13 @@
 --
 -- Layout (see acd/adapters/redis_state.py for the full description):
 --   agent:<id>    hash  ver state logged_in pause missed missed_until misses missed_total
---                       wrap_until idle_since caps blocks skills offer load:call load:chat load:email
+--                       wrap_until wraps idle_since caps blocks skills offer
+--                       load:call load:chat load:email (offered + assigned, not wrapping)
 --   item:<id>     hash  ver state channel queue queue_since priority enq score skills attrs
 --                       agent offer
 --                       last_offer last_cause req offers misses
 --   ready:<ch>    zset  agents that can take <ch>,
---                       score = max(idle_since, wrap_until, missed_until) in ms
+--                       score = when it can (see v3 above) in ms
 --   waiting       zset  waiting items, score = (1000 - priority) * 2^42 + enqueued_at_ms
 --   offers        hash  offer id -> JSON {item, agent, channel, expires}
 --   offer_expiry  zset  offer id, score = expiry in ms (server clock)
@@ -87,6 +96,32 @@ local function held(a)
   return n
 end
 
+-- The running item wrap-ups: item id -> {c = channel, u = end ms}; those ended by NOW are left
+-- out (and so dropped at the next save_agent).
+local function wraps_of(a)
+  local out = {}
+  if a.wraps == nil or a.wraps == '' then return out end
+  for item, w in pairs(cjson.decode(a.wraps)) do
+    if num(w.u) > NOW then out[item] = w end
+  end
+  return out
+end
+
+local function set_wraps(a, wraps)
+  if next(wraps) == nil then a.wraps = '' else a.wraps = cjson.encode(wraps) end
+end
+
+-- The ends of the item wrap-ups on channel `ch` still running at server time `at`, latest first
+-- (`at` = math.huge: none, i.e. once every wrap-up is over).
+local function wrap_ends(a, ch, at)
+  local ends = {}
+  for _, w in pairs(wraps_of(a)) do
+    if w.c == ch and num(w.u) > at then ends[#ends + 1] = num(w.u) end
+  end
+  table.sort(ends, function(x, y) return x > y end)
+  return ends
+end
+
 -- Whether the agent is still missed at server time `at` (math.huge: ever, i.e. a miss without
 -- an end; a timed miss is left to the ready-set score like wrap-up).
 local function missed_at(a, at)
@@ -100,7 +135,7 @@ local function agent_state(a)
   if a.logged_in ~= '1' then return 'logged_out' end
   if a.offer ~= '' then return 'reserved' end
   if held(a) > 0 then return 'on_work' end
-  if num(a.wrap_until) > NOW then return 'wrap_up' end
+  if num(a.wrap_until) > NOW or next(wraps_of(a)) ~= nil then return 'wrap_up' end
   if missed_at(a, NOW) then return 'missed' end
   if a.pause ~= '' then return 'paused' end
   return 'ready'
@@ -116,24 +151,46 @@ local function agent_refusal(a, ch, at)
   if num(a.wrap_until) > at then return 'agent_wrap_up' end
   local cap = num(cjson.decode(a.caps)[ch])
   if cap <= 0 then return 'agent_no_channel' end
-  if num(a['load:' .. ch]) >= cap then return 'agent_at_capacity' end
+  local load = num(a['load:' .. ch])
+  if load >= cap then return 'agent_at_capacity' end
   if a.blocks == '1' and ch ~= 'call' and num(a['load:call']) > 0 then return 'agent_on_call' end
+  -- the slots and the call block held by item wrap-ups still running at `at`
+  if load + #wrap_ends(a, ch, at) >= cap then return 'agent_wrap_up' end
+  if a.blocks == '1' and ch ~= 'call' and #wrap_ends(a, 'call', at) > 0 then
+    return 'agent_wrap_up'
+  end
   return nil
+end
+
+-- When the agent can take channel `ch` as far as item wrap-ups go (0: now): the end of the
+-- wrap-up that leaves a slot free, and of a wrapping call's when calls block the other channels.
+-- Only called when the agent could take `ch` once every wrap-up is over.
+local function wraps_free_at(a, ch)
+  local free = 0
+  local ends = wrap_ends(a, ch, NOW)
+  local slots = num(cjson.decode(a.caps)[ch]) - num(a['load:' .. ch])
+  if #ends >= slots then free = ends[slots] end
+  if a.blocks == '1' and ch ~= 'call' then
+    local calls = wrap_ends(a, 'call', NOW)
+    if #calls > 0 then free = math.max(free, calls[1]) end
+  end
+  return free
 end
 
 -- Write the agent (version bumped, state derived) and its membership of the ready sets.
 local function save_agent(id, a)
   a.ver = num(a.ver) + 1
+  set_wraps(a, wraps_of(a))
   a.state = agent_state(a)
   hset_all(agent_key(id), a)
   local missed_until = 0
   if a.missed == '1' then missed_until = num(a.missed_until) end
   local score = math.max(num(a.idle_since), num(a.wrap_until), missed_until)
   for _, ch in ipairs(CHANNELS) do
-    -- Wrap-up and a timed miss are left to the score: an agent is ready from
-    -- max(idle_since, wrap_until, missed_until) on.
+    -- Wrap-ups and a timed miss are left to the score: an agent is ready for `ch` from
+    -- max(idle_since, wrap_until, missed_until, wraps_free_at) on.
     if agent_refusal(a, ch, math.huge) == nil then
-      redis.call('ZADD', ready_key(ch), score, id)
+      redis.call('ZADD', ready_key(ch), math.max(score, wraps_free_at(a, ch)), id)
     else
       redis.call('ZREM', ready_key(ch), id)
     end

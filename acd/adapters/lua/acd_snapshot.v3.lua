@@ -1,11 +1,12 @@
--- callcenter acd_snapshot v2: one consistent read of the waiting items and the ready agents.
+-- callcenter acd_snapshot v3: one consistent read of the waiting items and the ready agents.
 --
 -- KEYS[1]  events stream (not written)      KEYS[2]  waiting
 -- ARGV[4]  at most this many waiting items, in the fair order
 -- ARGV[5]  at most this many ready agents per channel, longest idle first
 --
 -- Read-only. An agent in wrap-up or in a timed miss is not returned (its ready-set score is in
--- the future). v2: items carry queue_since ('' until an overflow moved them).
+-- the future). v2: items carry queue_since ('' until an overflow moved them). v3: an agent's
+-- loads count the items whose wrap-up is still running (they hold their slot).
 -- Returns {server ms, waiting total,
 --          {{item_id, ver, channel, queue, priority, enq, skills, misses, queue_since}, ...},
 --          {{channel, {agent_id, ...}}, ...},
@@ -27,8 +28,11 @@ for _, ch in ipairs(CHANNELS) do
     if not seen[id] then
       seen[id] = true
       local v = redis.call('HMGET', agent_key(id), 'ver', 'caps', 'blocks', 'skills',
-        'idle_since', 'load:call', 'load:chat', 'load:email')
-      agents[#agents + 1] = {id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]}
+        'idle_since', 'load:call', 'load:chat', 'load:email', 'wraps')
+      local loads = {call = num(v[6]), chat = num(v[7]), email = num(v[8])}
+      for _, w in pairs(wraps_of({wraps = v[9]})) do loads[w.c] = (loads[w.c] or 0) + 1 end
+      agents[#agents + 1] = {id, v[1], v[2], v[3], v[4], v[5], loads.call, loads.chat,
+        loads.email}
     end
   end
 end

@@ -1,4 +1,4 @@
--- callcenter acd_agent_logout v1: log an agent out, releasing a pending offer at once.
+-- callcenter acd_agent_logout v2: log an agent out, releasing a pending offer at once.
 --
 -- KEYS[1]  events stream      KEYS[2]  agent:<agent_id>
 -- ARGV[4]  agent_id
@@ -6,7 +6,7 @@
 -- A pending offer is rescinded (OfferRescinded) and its item requeued at its old place
 -- (ItemRequeued), so a logged-out agent is never left reserved. Items already assigned stay
 -- with the agent (their loads are kept) until completed. The hash is kept so that versions keep
--- increasing across logins.
+-- increasing across logins. v2: the items' wrap-ups end with the logout, like the agent's.
 -- Returns {'ok', agent version} after AgentLoggedOut, {'already', version} when logged out,
 -- {'agent_unknown'}.
 local id = ARGV[4]
@@ -23,6 +23,7 @@ a.logged_in = '0'
 a.pause = ''
 a.missed = '0'
 a.wrap_until = 0
+a.wraps = ''
 local ver = save_agent(id, a)
 emit('AgentLoggedOut', {'agent', id, 'offer', offer_id, 'ver', ver})
 return {'ok', ver}

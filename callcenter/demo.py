@@ -265,6 +265,7 @@ async def _demo(settings: Settings, options: DemoOptions, stats: DemoStats) -> N
                         mailbox.smtp_in = (node_settings.email.host, addresses.smtp_port)
                         tg.create_task(_mailers(node_settings, addresses.smtp_port, options))
                     base_url = f"http://{addresses.web_host}:{addresses.web_port}"
+                    mailbox.web_base = base_url
                     tg.create_task(
                         _digital(node_settings, base_url, options, stats, staffed, agents_password)
                     )
@@ -558,6 +559,7 @@ def _report(stats: DemoStats, monitor: PbxMonitor, sim: AsteriskSimulator) -> No
     print(
         f"[demo] mail to customers: agents' replies {mail.replies},"
         f" automatic (acknowledgements, surveys) {mail.automatic};"
-        f" customers who answered a reply {mail.answered}",
+        f" customers who answered a reply {mail.answered}, surveys answered"
+        f" {mail.surveys_answered}",
         flush=True,
     )

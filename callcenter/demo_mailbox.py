@@ -5,7 +5,8 @@ The node sends customer mail (agents' replies, offline-chat acknowledgements, su
 through ``[email] relay_host``; in the demo that is this mailbox on a loopback port. It counts
 what arrives by kind and, for an agent's reply (no ``Auto-Submitted``), has the customer answer
 now and then: a reply to the ``Reply-To`` address with ``In-Reply-To`` and ``References`` set to
-our Message-ID, sent to the node's SMTP port, where it joins the same ticket.
+our Message-ID, sent to the node's SMTP port, where it joins the same ticket. A survey mail's
+link (``/survey/<token>``) is followed on the node's web app and the form answered.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import email
 import email.policy
 import logging
 import random
+import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
+from typing import Any
 
+import aiohttp
 import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -29,6 +34,8 @@ __all__ = ["CustomerMailbox", "MailboxStats"]
 
 log = logging.getLogger(__name__)
 
+SURVEY_PATH = re.compile(r"/survey/([A-Za-z0-9_.~-]+)")
+
 
 @dataclass(slots=True)
 class MailboxStats:
@@ -37,6 +44,7 @@ class MailboxStats:
     replies: int = 0  # agents' replies (not automatic)
     automatic: int = 0  # acknowledgements, survey links
     answered: int = 0  # customers' answers sent back to the SMTP port
+    surveys_answered: int = 0  # survey links followed and the form sent
     recipients: set[str] = field(default_factory=set)
 
 
@@ -48,6 +56,7 @@ class CustomerMailbox:
     ) -> None:
         self.stats = MailboxStats()
         self.smtp_in: tuple[str, int] | None = None  # the node's SMTP port, for the answers
+        self.web_base: str | None = None  # the node's web app, for the survey links
         self._host = host
         self._answer_share = answer_share
         self._rng = random.Random(seed)
@@ -83,13 +92,41 @@ class CustomerMailbox:
         self.stats.recipients.update(str(r).lower() for r in envelope.rcpt_tos)
         if str(message.get("Auto-Submitted", "no")).lower() != "no":
             self.stats.automatic += 1
+            body = message.get_body(preferencelist=("plain",))
+            link = SURVEY_PATH.search(body.get_content() if body is not None else "")
+            if link is not None and self.web_base is not None:
+                self._spawn(self._answer_survey(link.group(0)))
             return "250 OK"
         self.stats.replies += 1
         if self.smtp_in is not None and self._rng.random() < self._answer_share:
-            task = asyncio.get_running_loop().create_task(self._answer(message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._answer(message))
         return "250 OK"
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_survey(self, path: str) -> None:
+        """The customer opens the survey page and sends a score (4 or 5, resolved)."""
+        assert self.web_base is not None
+        await asyncio.sleep(self._rng.uniform(0.5, 2.0))
+        form = {"score": str(self._rng.choice((4, 5))), "resolved": "yes"}
+        url = f"{self.web_base}{path}"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                async with http.get(url) as page:
+                    if page.status != 200:
+                        log.warning("demo: a survey page answered %d", page.status)
+                        return
+                async with http.post(url, data=form) as sent:
+                    if sent.status != 200:
+                        log.warning("demo: a survey answer was refused (%d)", sent.status)
+                        return
+        except (aiohttp.ClientError, TimeoutError) as err:
+            log.warning("demo: a survey page could not be reached: %s", err)
+            return
+        self.stats.surveys_answered += 1
 
     async def _answer(self, received: EmailMessage) -> None:
         """The customer answers the agent's reply, threaded by In-Reply-To and References."""

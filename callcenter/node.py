@@ -20,6 +20,7 @@ from acd.adapters.chat_routing import AcdChatRouting
 from acd.adapters.redis_lease import AsteriskLease
 from acd.pbx_monitor import PbxMonitor
 from acd.service import AcdService
+from agent_console.access_log import MaskedAccessLogger
 from agent_console.app import create_app, web_config
 from agent_console.chat import HUB
 from callcenter.config import Settings
@@ -48,6 +49,7 @@ from tickets.email.outbound import OutboundMail, build_outbound_mail
 from tickets.email.service import BreachWatcher, build_email_channel, build_imap_poller
 from tickets.email.smtp_in import InboundSmtpServer
 from tickets.errors import MigrationFailed
+from tickets.hooks import HelpDeskHooks
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +141,10 @@ async def serve_node(
             max_header_bytes=settings.agi.max_header_bytes,
         )
         await agi.start()
-        hooks = build_helpdesk_hooks(settings, records)
         outbound = build_outbound_mail(records, settings.email)
+        hooks = build_helpdesk_hooks(
+            settings, records, outbound.customer_mail if outbound is not None else None
+        )
         imap = build_imap_poller(settings.email, records, hooks)  # None without imap_host
         if settings.email.enabled:
             smtp = build_email_channel(records, settings.email, hooks)
@@ -148,7 +152,7 @@ async def serve_node(
             log.info("email: SMTP in on %s:%d", settings.email.host, smtp.port)
         chat_routing = build_chat_routing(acd, redis, settings.node_id)
         web_runner = await start_web(
-            settings, records, chat_routing=chat_routing, outbound=outbound, acd=acd
+            settings, records, chat_routing=chat_routing, outbound=outbound, acd=acd, hooks=hooks
         )
         web_port = _bound_port(web_runner)
         log.info(
@@ -210,11 +214,12 @@ async def start_web(
     chat_routing: ChatRouting | None = None,
     outbound: OutboundMail | None = None,
     acd: AcdService | None = None,
+    hooks: HelpDeskHooks | None = None,
 ) -> web.AppRunner:
     """The aiohttp web app (agent console, REST API, chat widget) on ``[web]`` host:port;
     chats go to ``chat_routing`` (the ACD) when given; with ``outbound``, agents' public replies
     and offline-chat acknowledgements are mailed to customers; with ``acd``, agents set their own
-    ACD state (``/api/agent/state``)."""
+    ACD state (``/api/agent/state``); ``hooks`` are the node's help-desk hooks (SLA, surveys)."""
     app = create_app(
         web_config(settings.web),
         database=records,
@@ -222,10 +227,11 @@ async def start_web(
         offline_mailer=outbound.offline_mailer if outbound is not None else None,
         customer_mail=outbound.customer_mail if outbound is not None else None,
         acd=acd,
+        hooks=hooks,
     )
     if isinstance(chat_routing, AcdChatRouting):  # chats only to agents at a console here
         chat_routing.present = app[HUB].connected
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=MaskedAccessLogger)  # no tokens, no queries
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
     return runner

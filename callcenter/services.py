@@ -43,7 +43,7 @@ from tickets.db import Database, open_database
 from tickets.hooks import HelpDeskHooks
 from tickets.ivr_adapters import KnowledgeBaseAnswers, TicketStatusDesk
 from tickets.migrate import current_revision, head_revision, upgrade
-from tickets.surveys import MIN_SECRET_BYTES, SurveyTokens
+from tickets.surveys import MIN_SECRET_BYTES, SurveyMail, SurveyTokens
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +230,13 @@ def build_call_feed(
     return CallFeed(redis, CallTickets(records.sessions), consumer=settings.node_id, hooks=hooks)
 
 
-def build_helpdesk_hooks(settings: Settings, records: Database) -> HelpDeskHooks:
+def build_helpdesk_hooks(
+    settings: Settings, records: Database, survey_mail: SurveyMail | None = None
+) -> HelpDeskHooks:
     """The help desk's hooks, with signed email-survey links when ``[helpdesk] survey_secret``
     (``CALLCENTER_HELPDESK_SURVEY_SECRET``) is set; a secret shorter than 16 bytes stops the start.
+    With ``survey_mail`` (the outbound mail) a solved ticket's customer is mailed the link to
+    ``[helpdesk] public_url``/survey/<token>.
     """
     secret = settings.helpdesk.survey_secret.value.encode()
     if secret and len(secret) < MIN_SECRET_BYTES:
@@ -242,7 +246,12 @@ def build_helpdesk_hooks(settings: Settings, records: Database) -> HelpDeskHooks
         )
     if not secret:
         log.warning("no helpdesk.survey_secret: email survey links are off")
-    return HelpDeskHooks(records.sessions, survey_tokens=SurveyTokens(secret) if secret else None)
+    return HelpDeskHooks(
+        records.sessions,
+        survey_tokens=SurveyTokens(secret) if secret else None,
+        survey_mail=survey_mail,
+        public_url=settings.helpdesk.public_url,
+    )
 
 
 __all__ = [

@@ -104,7 +104,9 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
                 if stats.calls_ticketed >= 8 and owns and mailed and served and assigned:
                     words, keyed = heard_and_pressed(db)
                     routed = acd_routed(db, stats.digital_agents)
-                    answered = stats.mailbox.stats.answered >= 1 and threaded_answers(db) >= 1
+                    mail = stats.mailbox.stats
+                    answered = mail.answered >= 1 and threaded_answers(db) >= 1
+                    answered = answered and mail.surveys_answered >= 1
                     if words & KOREAN and keyed and all(routed.values()) and answered:
                         break
                 await asyncio.sleep(0.5)
@@ -128,4 +130,11 @@ async def test_given_the_demo_when_it_runs_then_callers_walk_the_flows_reach_age
     # agents' replies reached the customers' mailbox; a customer's answer joined its ticket
     assert stats.mailbox.stats.replies >= 1
     assert threaded_answers(db) >= 1
+    # a solved email ticket's survey link, followed and answered on the web app
+    with sqlite3.connect(db) as connection:
+        scores = connection.execute(
+            "SELECT score FROM survey_responses WHERE source = 'email'"
+        ).fetchall()
+    assert scores
+    assert all(1 <= score <= 5 for (score,) in scores)
     assert "[demo] mail to customers:" in out

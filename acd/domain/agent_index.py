@@ -280,19 +280,35 @@ class AgentIndex:
                 bucket = self._any[channel] = _Bucket()
             bucket.add(place.idle, place.busy)
         buckets = self._buckets
-        for skill, level in place.skills.items():
+        idle, busy, ordinal = place.idle, place.busy, place.idle[2]
+        for skill, level in place.skills.items():  # _Bucket.add, inlined: the hot path
             key = (channel, skill, level)
             bucket = buckets.get(key)
             if bucket is None:
                 bucket = buckets[key] = _Bucket()
-            bucket.add(place.idle, place.busy)
+            insort(bucket.by_idle, idle)
+            insort(bucket.by_busy, busy)
+            insort(bucket.by_ordinal, ordinal)
 
     def _remove(self, channel: Channel, place: _Place) -> None:
         if self._any_kept:
             self._any[channel].discard(place.idle, place.busy)
         buckets = self._buckets
-        for skill, level in place.skills.items():
-            buckets[(channel, skill, level)].discard(place.idle, place.busy)
+        idle, busy, ordinal = place.idle, place.busy, place.idle[2]
+        for skill, level in place.skills.items():  # _Bucket.discard, inlined: the hot path
+            bucket = buckets[(channel, skill, level)]
+            values: list[_IdleEntry] | list[int] = bucket.by_idle
+            position = bisect_left(values, idle)
+            if position < len(values) and values[position] == idle:
+                del values[position]
+            values = bucket.by_busy
+            position = bisect_left(values, busy)
+            if position < len(values) and values[position] == busy:
+                del values[position]
+            ordinals = bucket.by_ordinal
+            position = bisect_left(ordinals, ordinal)
+            if position < len(ordinals) and ordinals[position] == ordinal:
+                del ordinals[position]
 
     def _move(self, channel: Channel, old: _Place, new: _Place) -> None:
         if self._any_kept:

@@ -91,6 +91,12 @@ class AgentCommandRejected(AcdError):
     error_id = "acd-agent-command-rejected"
 
 
+# Enum members as module constants (reading them off the enum class is slow on a hot path).
+_CALL = Channel.CALL
+_CHAT = Channel.CHAT
+_EMAIL = Channel.EMAIL
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """How many items of each channel an agent can hold at once."""
@@ -106,9 +112,9 @@ class Capacity:
 
     def of(self, channel: Channel) -> int:
         """The capacity for ``channel``."""
-        if channel is Channel.CALL:
+        if channel is _CALL:
             return self.call
-        if channel is Channel.CHAT:
+        if channel is _CHAT:
             return self.chat
         return self.email
 
@@ -160,9 +166,6 @@ _OW = AgentState.ON_WORK
 _WU = AgentState.WRAP_UP
 _PA = AgentState.PAUSED
 _MI = AgentState.MISSED
-_CALL = Channel.CALL
-_CHAT = Channel.CHAT
-_EMAIL = Channel.EMAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +262,7 @@ class AgentStatus:
         limit = capacity.of(channel)
         if limit <= 0 or self.load(channel) >= limit:
             return False
-        return not (
-            capacity.call_blocks_others
-            and channel is not Channel.CALL
-            and self.load(Channel.CALL) > 0
-        )
+        return not (capacity.call_blocks_others and channel is not _CALL and self.load(_CALL) > 0)
 
     def open_channels(self, capacity: Capacity) -> tuple[Channel, ...]:
         """The channels :meth:`can_take` is true for, in :class:`Channel` order, in one pass."""

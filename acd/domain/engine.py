@@ -837,9 +837,15 @@ class RoutingEngine:
                 found = by_skill.get((channel, skill))
                 if found:
                     groups.append(found)
+            items = self._items
             for group_set in groups:
                 for group in group_set:
-                    head = self._head(group)
+                    heap = group.heap
+                    head: tuple[_Key, int, ItemId] | None = heap[0] if heap else None
+                    if head is not None:  # _head's check inlined: the head is usually live
+                        live = items.get(head[2])
+                        if live is None or live.version != head[1] or live.group is not group:
+                            head = self._head(group)
                     if head is None or (best is not None and head[0] >= best[0]):
                         continue
                     if group.requirement.matches(profile):

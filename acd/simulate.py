@@ -634,7 +634,7 @@ class _Simulation:
                 self.agent_pools[profile.agent_id] = [self.pools["all"]] + [
                     self.pools[queue_id]
                     for queue_id, requirement in self.requirements.items()
-                    if requirement.matches(profile) and profile.capacity.of(requirement.channel) > 0
+                    if requirement.staffed_by(profile)
                 ]
                 for shift_start, shift_end in group.shifts or ((scenario.start, math.inf),):
                     self.push(shift_start, _LOGIN, profile.agent_id)
@@ -859,14 +859,12 @@ def _compare_with_erlang(
         if reason is None:
             for group, profile in profiles:
                 mine = requirements[queue_id]
-                if not (mine.matches(profile) and profile.capacity.of(queue.channel) > 0):
+                if not mine.staffed_by(profile):
                     continue
                 others = [
                     other
                     for other, requirement in requirements.items()
-                    if other != queue_id
-                    and requirement.matches(profile)
-                    and profile.capacity.of(requirement.channel) > 0
+                    if other != queue_id and requirement.staffed_by(profile)
                 ]
                 if others:
                     reason = f"agents shared with {others[0]}"

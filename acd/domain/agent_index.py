@@ -355,6 +355,41 @@ class AgentIndex:
             counts_exact=exact,
         )
 
+    def select_alone(self, request: SelectionRequest, record: IndexedAgent) -> Selection | None:
+        """What :meth:`select` would choose were ``record`` indexed too, when that is ``record``
+        for sure: a one-condition requirement without a language (``record``, which is in no
+        bucket, can take the item's channel and matches it) that no indexed agent meets.
+        None when that does not hold: index ``record`` and call :meth:`select`.
+
+        The explanation is the one :meth:`select` gives then: one eligible agent, exact counts,
+        the rejections from the buckets under the minimum level (``record`` is not in them).
+        """
+        requirement = request.rule.requirement
+        alternatives = requirement.alternatives
+        if len(alternatives) != 1 or len(alternatives[0]) != 1 or requirement.language is not None:
+            return None
+        strategy, now = request.strategy, request.now
+        if strategy is Strategy.LEAST_OCCUPIED and record.status.logged_in_at >= now:
+            return None  # select would fall back to the brute force (no span to bound with)
+        ((skill, minimum),) = alternatives[0]
+        channel, buckets = requirement.channel, self._buckets
+        for level in _LEVELS_DOWN:
+            if level < minimum:
+                break
+            bucket = buckets.get((channel, skill, level))
+            if bucket is not None and bucket.by_ordinal:
+                return None
+        key = rank_key(strategy, requirement, now, request.rr_cursor)(record)
+        below = self._below(requirement)
+        return chosen(
+            request,
+            [(key, record)],
+            eligible_count=1,
+            rejected_count=sum(len(bucket.by_ordinal) for _, bucket in below),
+            rejected=self._name_rejected(requirement, below, request.limit),
+            counts_exact=True,
+        )
+
     def candidates(self, requirement: Requirement) -> Iterator[IndexedAgent]:
         """Every indexed agent at or above the primary condition of a term, unordered, once:
         what a brute-force selection scans (it filters the rest of the requirement itself)."""

@@ -18,7 +18,12 @@ Indexes, so that a decision does not scan everything (10,000 agents, 20,000 wait
   groups are indexed by (channel, first skill of each term);
 * agents that can take a channel now are in the :class:`~acd.domain.agent_index.AgentIndex`:
   per (channel, skill, level), kept in longest-idle, fewest-busy-seconds and registration order,
-  updated incrementally whenever an agent's availability or idle order changes.
+  updated incrementally whenever an agent's availability or idle order changes. An agent that
+  was in no bucket and becomes free is entered at the next match instead, unless that match
+  reserves it straight away: when it is the only change and the item it nominates has a
+  one-condition requirement no indexed agent meets, it is the choice
+  (:meth:`~acd.domain.agent_index.AgentIndex.select_alone`, same decision and explanation), so a
+  busy center does not add each freed agent to the index only to remove it again.
 
 Matching: a newly free agent looks only at the groups indexed under its own skills and takes
 the best head it matches; a new or widened item asks the index, which walks the agents of the
@@ -345,6 +350,8 @@ class RoutingEngine:
         self._timers: list[_Timer] = []
         self._dirty_items: set[ItemId] = set()
         self._dirty_agents: set[AgentId] = set()
+        #: Agents free since the last match but not yet entered in the index (see _reindex).
+        self._pending: dict[AgentId, _AgentRecord] = {}
         self._rr: dict[QueueId, int] = {}
         self._out: list[Decision] = []
         self._seq = 0
@@ -785,17 +792,35 @@ class RoutingEngine:
         channels = record.status.open_channels(record.profile.capacity)
         if channels == record.indexed and not channels:
             return
+        agent_id = record.profile.agent_id
+        if not record.indexed and not self.policy.brute_force:
+            # In no bucket until now: enter it at the next match, which can often reserve it
+            # for a waiting item without adding it to the index and removing it at once.
+            record.indexed = channels
+            self._pending[agent_id] = record
+            self._dirty_agents.add(agent_id)
+            return
+        self._pending.pop(agent_id, None)  # entered now, in its current order
         if self._index.update(record, channels):
-            self._dirty_agents.add(record.profile.agent_id)
+            self._dirty_agents.add(agent_id)
         record.indexed = channels
 
     def _unindex(self, record: _AgentRecord) -> None:
+        self._pending.pop(record.profile.agent_id, None)
         self._index.remove(record)
         record.indexed = ()
+
+    def _enter_pending(self) -> None:
+        for record in self._pending.values():
+            self._index.update(record, record.indexed)
+        self._pending.clear()
 
     # -- matching --------------------------------------------------------------------------------
 
     def _match(self, now: float) -> None:
+        alone = self._alone()
+        if alone is None and self._pending:
+            self._enter_pending()
         candidates: list[tuple[_Key, int, ItemId, AgentId | None]] = []
         for item_id in self._dirty_items:
             record = self._items.get(item_id)
@@ -806,6 +831,8 @@ class RoutingEngine:
             self._nominate(self._agents[agent_id], candidates)
         self._dirty_items.clear()
         self._dirty_agents.clear()
+        if alone is not None and not self._reserve_alone(alone, candidates, now):
+            self._enter_pending()
         while candidates:
             key, _, item_id, nominator = heapq.heappop(candidates)
             record = self._items.get(item_id)
@@ -819,6 +846,34 @@ class RoutingEngine:
             self._reserve(record, selection, now)
             if nominator is not None and nominator != selection.agent_id:
                 self._nominate(self._agents[nominator], candidates)
+
+    def _alone(self) -> _AgentRecord | None:
+        """The one agent that changed since the last match when it is not in the index yet and no
+        item changed (an agent frees in a busy center), else None."""
+        if len(self._pending) != 1 or self._dirty_items or len(self._dirty_agents) != 1:
+            return None
+        (record,) = self._pending.values()
+        return record
+
+    def _reserve_alone(
+        self,
+        record: _AgentRecord,
+        candidates: list[tuple[_Key, int, ItemId, AgentId | None]],
+        now: float,
+    ) -> bool:
+        """Reserve the item ``record`` nominated for it without entering it in the index, when
+        :meth:`AgentIndex.select_alone` can tell the choice; False if it cannot (or nothing
+        was nominated): the caller then enters the agent and matches as usual."""
+        if len(candidates) != 1:
+            return False
+        item = self._items[candidates[0][2]]
+        selection = self._index.select_alone(self._request(item, now), record)
+        if selection is None:
+            return False
+        candidates.clear()
+        self._pending.clear()
+        self._reserve(item, selection, now)
+        return True
 
     def _nominate(
         self, record: _AgentRecord, candidates: list[tuple[_Key, int, ItemId, AgentId | None]]
@@ -961,7 +1016,8 @@ class RoutingEngine:
             expected = tuple(ch for ch in _CHANNELS if status.can_take(capacity, ch))
             if expected != agent.indexed:
                 problems.append(f"agent {agent_id} index {agent.indexed} != {expected}")
-            problems.extend(self._index.check(agent, expected))
+            indexed = () if agent_id in self._pending else expected
+            problems.extend(self._index.check(agent, indexed))
             for work in status.active:
                 if work.wrap_until is None and work.item_id not in self._items:
                     problems.append(f"agent {agent_id} works on unknown item {work.item_id}")

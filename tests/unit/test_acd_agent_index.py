@@ -241,3 +241,91 @@ def test_least_occupied_stops_early_only_when_no_later_agent_can_be_better(
     if got is not None and expected is not None:
         assert got.explanation.eligible == expected.explanation.eligible
         assert got.explanation.rule == expected.explanation.rule
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    agents=st.lists(st.tuples(profiles, statuses), min_size=0, max_size=12),
+    levels=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+    login=st.sampled_from([0.0, 1.0, 4.0, 10.0]),
+    idle=times,
+    busy_seconds=st.sampled_from([0.0, 0.5, 3.0]),
+    expression=st.sampled_from(["s1", "s1>=3", "s2>=4", "s1 & s2", "s2>=2 | s3>=4", "*"]),
+    strategy=st.sampled_from(list(Strategy)),
+    channel=st.sampled_from(CHANNELS),
+    language=st.sampled_from([None, None, "en"]),
+    cursor=st.integers(-1, 14),
+    waited=st.sampled_from([0.0, 31.0]),
+)
+def test_select_alone_answers_only_what_select_would_answer_with_the_agent_indexed(
+    agents: list[tuple[tuple[dict[str, int], bool, Capacity], AgentStatus]],
+    levels: tuple[int, int, int],
+    login: float,
+    idle: float,
+    busy_seconds: float,
+    expression: str,
+    strategy: Strategy,
+    channel: Channel,
+    language: str | None,
+    cursor: int,
+    waited: float,
+) -> None:
+    def record(n: int, spec: tuple[dict[str, int], bool, Capacity], status: AgentStatus) -> Record:
+        skills, english, capacity = spec
+        languages = frozenset({"en"} if english else ())
+        return Record(AgentProfile(AgentId(f"a{n}"), skills, languages, capacity), status, n)
+
+    index = AgentIndex()
+    for n, (spec, status) in enumerate(agents):
+        other = record(n, spec, status)
+        index.update(other, channels_of(other))
+    # the agent that just freed: ready, every skill, room on every channel
+    capacity = Capacity(call=1, chat=3, email=2, call_blocks_others=False)
+    status = AgentStatus(
+        logged_in=True,
+        logged_in_at=login,
+        idle_since=max(login, idle),
+        busy_seconds=busy_seconds,
+    )
+    free = record(len(agents), (dict(zip(SKILLS, levels, strict=True)), True, capacity), status)
+    queue = Queue(
+        QueueId("q"),
+        SkillExpression.parse(expression),
+        steps=(RelaxationStep(30, level_drop=1),),
+        strategy=strategy,
+    )
+    item = WorkItem(ItemId("i"), channel, queue.queue_id, 0.0, language=language)
+    wanted = request(queue, item, cursor, waited)
+    if channel not in channels_of(free) or not wanted.rule.requirement.matches(free.profile):
+        return  # the engine asks only for an agent that nominated the item
+    got = index.select_alone(wanted, free)
+    index.update(free, channels_of(free))
+    expected = index.select(wanted)
+    if got is not None:
+        assert got == expected
+        assert got.agent_id == free.profile.agent_id
+
+
+def test_select_alone_answers_when_no_indexed_agent_meets_the_condition() -> None:
+    index = AgentIndex()
+    for n in range(6):
+        other = Record(
+            AgentProfile(AgentId(f"a{n}"), {"s1": 1 + n % 2}), AgentStatus(logged_in=True), n
+        )
+        index.update(other, channels_of(other))
+    free = Record(AgentProfile(AgentId("free"), {"s1": 4}), AgentStatus(logged_in=True), 6)
+    queue = Queue(QueueId("q"), SkillExpression.parse("s1>=3"))
+    wanted = request(queue, WorkItem(ItemId("i"), Channel.CALL, queue.queue_id, 0.0), -1)
+    got = index.select_alone(wanted, free)
+    assert got is not None
+    assert got.agent_id == "free"
+    assert got.explanation.eligible_count == 1
+    assert got.explanation.counts_exact
+    assert got.explanation.rejected_count == 6
+    index.update(free, channels_of(free))
+    assert index.select(wanted) == got
+    # once another agent meets the condition, only select can tell who is preferred
+    rival = Record(AgentProfile(AgentId("rival"), {"s1": 3}), AgentStatus(logged_in=True), 7)
+    index.remove(free)
+    index.update(rival, channels_of(rival))
+    assert index.select_alone(wanted, free) is None

@@ -613,3 +613,83 @@ def test_the_indexed_engine_decides_exactly_as_the_brute_force_engine(
     (indexed, _), (reference, _) = engines
     assert dict(indexed.live_items()) == dict(reference.live_items())
     assert indexed.verify() == []
+
+
+BUSY_QUEUES = [
+    Queue(
+        QueueId(f"busy-{strategy}"),
+        SkillExpression.parse(expression),
+        steps=(RelaxationStep(4, level_drop=1),),
+        strategy=strategy,
+        wrap_up=wrap_up,
+    )
+    for strategy, expression, wrap_up in [
+        (Strategy.LONGEST_IDLE, "s1>=2", 0),
+        (Strategy.BEST_SKILL, "s2>=3", 1),
+        (Strategy.LEAST_OCCUPIED, "s1>=4", 0),
+        (Strategy.ROUND_ROBIN, "s2", 0),
+        (Strategy.LONGEST_IDLE, "s1>=3 | s2>=4", 0),
+    ]
+]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    levels=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5)), min_size=1, max_size=8),
+    items=st.lists(
+        st.tuples(st.sampled_from(BUSY_QUEUES), st.sampled_from([Channel.CALL, Channel.CHAT])),
+        min_size=10,
+        max_size=30,
+    ),
+    steps=st.lists(
+        st.tuples(st.integers(0, 30), st.sampled_from([0.0, 0.0, 0.0, 0.5, 5.0])),
+        min_size=15,
+        max_size=40,
+    ),
+)
+def test_in_a_busy_center_an_agent_that_frees_takes_what_the_brute_force_engine_gives_it(
+    levels: list[tuple[int, int]],
+    items: list[tuple[Queue, Channel]],
+    steps: list[tuple[int, float]],
+) -> None:
+    """More items than agents: each completion frees one agent, who is matched without entering
+    the availability index first (when that is sure to be the same choice)."""
+    engines = []
+    for brute_force in (False, True):
+        clock = Clock()
+        policy = EnginePolicy(brute_force=brute_force)
+        engine = RoutingEngine(BUSY_QUEUES, clock=clock, policy=policy)
+        for n, (s1, s2) in enumerate(levels):
+            capacity = Capacity(call=1, chat=2) if n % 3 == 2 else Capacity(call=1)
+            engine.set_agent(
+                AgentProfile(AgentId(f"a{n}"), {"s1": s1, "s2": s2}, capacity=capacity)
+            )
+            engine.login(AgentId(f"a{n}"))
+        for n, (target, channel) in enumerate(items):
+            clock.now += 0.1
+            engine.enqueue(WorkItem(ItemId(f"i{n}"), channel, target.queue_id, clock.now))
+        engines.append((engine, clock))
+    outcomes = []
+    for engine, _ in engines:
+        outcomes.append(decided(engine.tick()))
+    assert outcomes[0] == outcomes[1]
+    for pick, wait in steps:
+        outcomes = []
+        for engine, clock in engines:
+            clock.now += wait
+            made = engine.tick()
+            for decision in made:
+                if isinstance(decision, ItemOffered):
+                    engine.accept(decision.agent_id, decision.item_id)
+            working = sorted(i for i, state in engine.live_items() if state is ItemState.ASSIGNED)
+            if working:
+                item_id = working[pick % len(working)]
+                agent_id = engine.item_agent(item_id)
+                assert agent_id is not None
+                engine.complete(agent_id, item_id)
+            made += engine.tick()
+            outcomes.append(decided(made))
+        assert outcomes[0] == outcomes[1]
+        indexed = engines[0][0]
+        assert indexed.verify() == []
+        assert indexed.unmatched() == []

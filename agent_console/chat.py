@@ -5,11 +5,12 @@ given before, if any, and optionally ``name``, ``email``, ``topic`` and ``langua
 ``welcome`` with a signed token (``<visitor id>.<hmac>``: no login, but nobody can take over
 another visitor's chats) and, when that visitor has a chat going on this node, its ``chat_id``
 (the socket rejoins it). Then ``message`` (text, stored as typed, rendered escaped), ``typing``,
-``end``, ``rate`` (1..5 after the end) and, when no agent could take the chat,
-``offline_message`` (name, email, text: an email ticket and an acknowledgement to that
-address). The server sends ``message``, ``typing``, ``waiting`` (position and expected wait in
-seconds while the chat waits in its queue), ``assigned``, ``offline``, ``ended``, ``rated`` and
-``error`` (with the error id; nothing is dropped silently).
+``end``, ``rate`` (1..5 after the end, once: also the chat's survey answer) and, when no agent
+could take the chat, ``offline_message`` (name, email, text: an email ticket and an
+acknowledgement to that address). The server sends ``message``, ``typing``, ``waiting``
+(position and expected wait in seconds while the chat waits in its queue), ``assigned``,
+``offline``, ``ended``, ``rated`` and ``error`` (with the error id; nothing is dropped
+silently).
 
 The first message opens the chat and hands it to the `ChatRouting` port (the ACD, or the
 connected agents without one) in a task of its own, so the visitor can go on typing, or end the
@@ -22,7 +23,10 @@ socket reconnects), ``message``, ``typing`` and ``ended``, and send ``message``,
 ``end`` naming the ``chat_id``.
 
 Live state is per node (one visitor's sockets and the agent they talk to meet on one node);
-the records are in SQL, so a restart loses no transcript.
+the records are in SQL, so a restart loses no transcript. Storing a chat's ticket and
+messages runs the help desk's follow-ups (`HelpDesk.ticket_created`, `message_stored`,
+`status_changed`: SLA clock, first response) in the same transaction; ending a chat leaves its
+ticket's status as it is (the agent solves it).
 """
 
 from __future__ import annotations
@@ -354,12 +358,15 @@ async def _visitor_message(
     sessions = request.app[DATABASE].sessions
     live = me.current()
     if live is None:
+        helpdesk = request.app[HELPDESK]
         async with sessions.begin() as session:
-            records = ChatRecords(session)
+            records = ChatRecords(session, helpdesk.clock)
             chat, ticket, message = await records.start(
                 me.visitor_id, text, name=me.name, email=me.email
             )
-            ticket_out = await request.app[HELPDESK]._ticket_out(session, ticket)
+            await helpdesk.ticket_created(session, ticket)
+            await helpdesk.message_stored(session, ticket, message)
+            ticket_out = await helpdesk._ticket_out(session, ticket)
             await enqueue(session, WebhookEvent.TICKET_CREATED, {"ticket": ticket_out})
             await enqueue(
                 session,
@@ -427,12 +434,18 @@ async def _route(app: web.Application, live: LiveChat, item: ChatWorkItem) -> No
 async def _relay(
     app: web.Application, live: LiveChat, text: str, *, from_visitor: bool, author: str
 ) -> None:
-    """Store one message of a live chat (with its webhook) and show it to both sides."""
+    """Store one message of a live chat (with its help-desk follow-ups and its webhook) and
+    show it to both sides."""
     hub = app[HUB]
+    helpdesk = app[HELPDESK]
     async with app[DATABASE].sessions.begin() as session:
-        records = ChatRecords(session)
+        records = ChatRecords(session, helpdesk.clock)
         chat = await records.get(live.chat_id)
+        ticket = await records.tickets.get(chat.ticket_id, for_update=True)
+        previous = ticket.status  # a visitor's message reopens a pending or solved ticket
         message = await records.add_message(chat, text, from_visitor=from_visitor, author=author)
+        await helpdesk.status_changed(session, ticket, previous)
+        await helpdesk.message_stored(session, ticket, message)
         await enqueue(
             session,
             WebhookEvent.MESSAGE_ADDED,
@@ -455,9 +468,13 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
 
 async def _assign(app: web.Application, live: LiveChat, agent: str) -> None:
     hub = app[HUB]
+    helpdesk = app[HELPDESK]
     async with app[DATABASE].sessions.begin() as session:
-        records = ChatRecords(session)
-        await records.assign(await records.get(live.chat_id), agent)
+        records = ChatRecords(session, helpdesk.clock)
+        chat = await records.get(live.chat_id)
+        previous = (await records.tickets.get(chat.ticket_id, for_update=True)).status
+        ticket = await records.assign(chat, agent)  # a new ticket becomes open
+        await helpdesk.status_changed(session, ticket, previous)
     live.agent = agent
     await _offer_to_agent(app, live)
     await hub.to_visitors(live, {"type": "assigned", "chat_id": live.chat_id, "agent": agent})
@@ -502,8 +519,8 @@ async def _end(app: web.Application, live: LiveChat, *, actor: str, notify: bool
             await routing
     try:
         async with app[DATABASE].sessions.begin() as session:
-            records = ChatRecords(session)
-            await records.end(await records.get(live.chat_id), actor=actor)
+            records = ChatRecords(session, app[HELPDESK].clock)
+            await records.end(await records.get(live.chat_id), actor=actor)  # ticket status kept
     finally:
         hub.chats.pop(live.chat_id, None)
         if live.item is not None:
@@ -528,7 +545,7 @@ async def _rate(
         )
         return
     async with request.app[DATABASE].sessions.begin() as session:
-        records = ChatRecords(session)
+        records = ChatRecords(session, request.app[HELPDESK].clock)
         chat = await records.get(me.last_chat_id)
         if chat.visitor_id != me.visitor_id:
             raise ConsoleError("not your chat")
@@ -542,9 +559,12 @@ async def _offline(
     email = str(frame.get("email") or me.email)
     name = str(frame.get("name") or me.name)
     text = str(frame.get("text") or "")
+    helpdesk = request.app[HELPDESK]
     async with request.app[DATABASE].sessions.begin() as session:
-        records = ChatRecords(session)
-        ticket, _message = await records.offline_message(name=name, email=email, text=text)
+        records = ChatRecords(session, helpdesk.clock)
+        ticket, message = await records.offline_message(name=name, email=email, text=text)
+        await helpdesk.ticket_created(session, ticket)
+        await helpdesk.message_stored(session, ticket, message)
         if me.last_chat_id is not None:
             chat = await records.get(me.last_chat_id)
             if chat.visitor_id == me.visitor_id:

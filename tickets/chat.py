@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tickets.customers import CustomerDirectory
-from tickets.errors import IdentityConflict, InvalidIdentity, TicketsError
+from tickets.errors import (
+    IdentityConflict,
+    InvalidIdentity,
+    SurveyAlreadyAnswered,
+    TicketsError,
+)
 from tickets.models import (
     AuthorKind,
     Base,
@@ -34,6 +39,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.repository import Clock, TicketRepository, record_audit, utc_now
+from tickets.surveys import SurveyResponse, Surveys
 
 MAX_MESSAGE_CHARS = 4000
 CHAT_QUEUE = "chat"
@@ -72,7 +78,7 @@ class RatingInvalid(ChatError):
 
 
 class ChatSession(Base):
-    """One conversation in the widget, on its ticket; the rating is kept here, per ticket."""
+    """One conversation in the widget, on its ticket; its rating is also its survey answer."""
 
     __tablename__ = "chat_sessions"
     __table_args__ = (
@@ -257,12 +263,23 @@ class ChatRecords:
             data={"chat_id": chat.id},
         )
 
-    async def rate(self, chat: ChatSession, score: int, comment: str = "") -> None:
-        """The visitor's rating (1..5) of an ended chat, kept on the ticket's chat."""
+    async def rate(self, chat: ChatSession, score: int, comment: str = "") -> SurveyResponse:
+        """The visitor's rating of an ended chat, once: kept on the chat and as the chat's survey
+        answer on its ticket (CSAT reports). The widget's 1..5 (5 best) is the survey scale.
+        A second rating is refused (`SurveyAlreadyAnswered`) and changes nothing."""
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
             raise RatingInvalid("a rating is a whole number from 1 to 5")
         if chat.status != ChatStatus.ENDED:
             raise RatingInvalid("a chat is rated after it ends")
+        if chat.rating is not None:  # also a chat rated before ratings became survey answers
+            raise SurveyAlreadyAnswered(f"chat {chat.id} was already rated")
+        response = await Surveys(self.session, self.clock).record_chat_rating(
+            await self.tickets.get(chat.ticket_id),
+            chat_id=str(chat.id),
+            score=score,
+            comment=comment,
+            agent=chat.agent,
+        )
         chat.rating = score
         chat.rating_comment = comment[:MAX_MESSAGE_CHARS]
         record_audit(
@@ -274,6 +291,7 @@ class ChatRecords:
             customer_id=chat.customer_id,
             data={"chat_id": chat.id, "rating": score, "channel": "chat"},
         )
+        return response
 
     async def for_ticket(self, ticket_id: int) -> list[ChatSession]:
         query = select(ChatSession).where(ChatSession.ticket_id == ticket_id)

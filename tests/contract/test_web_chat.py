@@ -129,9 +129,8 @@ async def test_given_token_when_visitor_reconnects_then_same_visitor_and_forged_
     await again.close()
 
 
-async def test_given_no_agent_when_visitor_writes_then_offline_message_becomes_email_ticket(
-    site: Web,
-) -> None:
+async def leave_offline_message(site: Web) -> str:
+    """With nobody online, a visitor's chat goes offline and they leave a message: its number."""
     visitor = await site.client.ws_connect("/chat/ws", headers=_origin(site))
     await visitor.send_json({"type": "hello", "name": "Olga"})
     await _until(visitor, "welcome")
@@ -140,13 +139,18 @@ async def test_given_no_agent_when_visitor_writes_then_offline_message_becomes_e
     await visitor.send_json(
         {"type": "offline_message", "email": "olga@example.org", "text": "Call me back"}
     )
-    stored = await _until(visitor, "offline_stored")
-    async with site.database.sessions() as session:
-        ticket = (
-            await session.execute(select(Ticket).where(Ticket.number == stored["ticket_number"]))
-        ).scalar_one()
-    assert ticket.channel == Channel.EMAIL
+    number: str = (await _until(visitor, "offline_stored"))["ticket_number"]
     await visitor.close()
+    return number
+
+
+async def test_given_no_agent_when_visitor_writes_then_offline_message_becomes_email_ticket(
+    site: Web,
+) -> None:
+    number = await leave_offline_message(site)
+    async with site.database.sessions() as session:
+        ticket = (await session.execute(select(Ticket).where(Ticket.number == number))).scalar_one()
+    assert ticket.channel == Channel.EMAIL
 
 
 async def test_given_a_live_chat_when_the_visitor_reloads_then_the_new_socket_rejoins_it(

@@ -28,6 +28,7 @@ SIGNER = ReplyTokenSigner(b"unit-test-secret-0123456789")
 IDENTITY = OutboundIdentity(domain="help.test", address="support@help.test", loop_id="node-1")
 OPENED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = OPENED + timedelta(hours=3)
+FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)  # [MS-DTYP] 2.3.3
 
 
 def _thread(parent: str | None = "c1@example.org", refs: tuple[str, ...] = ()) -> ThreadContext:
@@ -83,8 +84,10 @@ def test_thread_index_shares_the_ticket_guid_and_adds_one_response_level() -> No
     assert root[6:22] == guid.bytes
     level = int.from_bytes(reply[22:], "big")
     assert level >> 39 == 0  # delta code: short delta
-    elapsed = ((level >> 8) & 0x7FFFFFFF) << 18  # 100 ns units, 18 low bits dropped
-    assert abs(elapsed / 10_000_000 - 3 * 3600) < 60
+    # the delta from the header's (truncated) start to NOW, in 100 ns units, 18 low bits dropped
+    start_ticks = (OPENED - FILETIME_EPOCH) // timedelta(microseconds=1) * 10 >> 24 << 24
+    now_ticks = (NOW - FILETIME_EPOCH) // timedelta(microseconds=1) * 10
+    assert (level >> 8) & 0x7FFFFFFF == ((now_ticks - start_ticks) >> 18) & 0x7FFFFFFF
 
 
 def test_our_message_coming_back_is_a_loop_and_a_reply_to_it_threads() -> None:

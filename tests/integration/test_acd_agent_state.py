@@ -29,6 +29,7 @@ from acd.service import AcdService, WorkRequest
 from agent_console.chat import HUB
 from callcenter.demo_agents import BotStats, ChatVisitor, DigitalAgent
 from tests.contract.test_web_app import PASSWORD, start_web
+from tests.integration.acd_rig import running_acd
 from tests.integration.test_acd_chat_routing import until
 from tests.polling import eventually
 from tickets.db import Database
@@ -99,24 +100,19 @@ async def token(database: Database, name: str, role: Role = Role.AGENT) -> str:
 
 @pytest.fixture
 async def center(redis_url: str, tmp_path: Path) -> AsyncIterator[Center]:
-    client = aioredis.Redis.from_url(redis_url)
-    state = AcdRedisState(client, "agents")
-    acd = AcdService(state, CallFacts(client, state), config(), poll_interval=0.02)
-    runner = asyncio.create_task(acd.run())
-    routing = AcdChatRouting(acd)
-    app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=routing, acd=acd)
-    routing.present = app[HUB].connected
-    tokens = {name: await token(database, name) for name in ("ann", "bob", "dan")}  # dan: no agent
-    tokens["sue"] = await token(database, "sue", Role.SUPERVISOR)
-    await acd.started.wait()
-    try:
-        async with TestClient(TestServer(app)) as web_client:
-            yield Center(acd, web_client, tokens)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await database.close()
-        await client.aclose()
+    async with running_acd(redis_url, "agents", config()) as (acd, _client):
+        routing = AcdChatRouting(acd)
+        app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=routing, acd=acd)
+        routing.present = app[HUB].connected
+        tokens = {
+            name: await token(database, name) for name in ("ann", "bob", "dan")
+        }  # no agent: dan
+        tokens["sue"] = await token(database, "sue", Role.SUPERVISOR)
+        try:
+            async with TestClient(TestServer(app)) as web_client:
+                yield Center(acd, web_client, tokens)
+        finally:
+            await database.close()
 
 
 async def test_given_an_agent_who_goes_ready_when_a_chat_arrives_then_it_is_offered_to_them(

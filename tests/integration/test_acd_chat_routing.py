@@ -29,6 +29,7 @@ from acd.config import AcdConfig, parse_acd_config
 from acd.service import AcdService
 from agent_console.chat import HUB
 from tests.contract.test_web_app import PASSWORD, start_web
+from tests.integration.acd_rig import running_acd
 from tests.polling import eventually
 from tickets.chat import ChatSession, ChatStatus
 from tickets.db import Database
@@ -93,30 +94,24 @@ async def until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any
 
 @pytest.fixture
 async def center(redis_url: str, tmp_path: Path) -> AsyncIterator[Center]:
-    client = aioredis.Redis.from_url(redis_url)
-    state = AcdRedisState(client, "chats")
-    acd = AcdService(state, CallFacts(client, state), config(), poll_interval=0.02)
-    runner = asyncio.create_task(acd.run())
-    routing = AcdChatRouting(acd)
-    app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=routing)
-    app[HUB].visitor_grace = 0.05
-    routing.present = app[HUB].connected  # as the node wires it
-    tokens = {}
-    async with database.sessions.begin() as session:
-        users = UserDirectory(session)
-        for name in ("ann", "bob", "cat"):
-            user = await users.add(name, PASSWORD, Role.AGENT, actor="test")
-            tokens[name] = (await users.issue_token(user, "test", actor="test")).value
-    for name in ("ann", "bob"):
-        await acd.login(name)
-    try:
-        async with TestClient(TestServer(app)) as web_client:
-            yield Center(acd, web_client, database, tokens)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await database.close()
-        await client.aclose()
+    async with running_acd(redis_url, "chats", config()) as (acd, _client):
+        routing = AcdChatRouting(acd)
+        app, database = await start_web(tmp_path, run_webhooks=False, chat_routing=routing)
+        app[HUB].visitor_grace = 0.05
+        routing.present = app[HUB].connected  # as the node wires it
+        tokens = {}
+        async with database.sessions.begin() as session:
+            users = UserDirectory(session)
+            for name in ("ann", "bob", "cat"):
+                user = await users.add(name, PASSWORD, Role.AGENT, actor="test")
+                tokens[name] = (await users.issue_token(user, "test", actor="test")).value
+        for name in ("ann", "bob"):
+            await acd.login(name)
+        try:
+            async with TestClient(TestServer(app)) as web_client:
+                yield Center(acd, web_client, database, tokens)
+        finally:
+            await database.close()
 
 
 async def test_given_two_skilled_agents_when_chats_arrive_then_each_goes_to_the_skilled_agent_and_the_overflow_waits(  # noqa: E501

@@ -19,9 +19,8 @@ import redis.asyncio as aioredis
 
 from acd.adapters.chat_routing import AcdChatRouting
 from acd.adapters.chat_sweeper import ChatOwners, ChatSweeper, chat_of
-from acd.adapters.redis_calls import CallFacts
-from acd.adapters.redis_state import AcdRedisState
 from acd.service import AcdService
+from tests.integration.acd_rig import running_acd
 from tests.integration.test_acd_chat_routing import config
 from tests.polling import eventually, eventually_true
 from tickets.chat import ChatRecords, ChatSession, ChatStatus, ChatWorkItem
@@ -65,19 +64,12 @@ async def nodes(redis_url: str, tmp_path: Path) -> AsyncIterator[Nodes]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
     await upgrade(url)
     database = open_database(url)
-    client = aioredis.Redis.from_url(redis_url)
-    state = AcdRedisState(client, "sweep")
-    acd = AcdService(state, CallFacts(client, state), config(), poll_interval=0.02)
-    runner = asyncio.create_task(acd.run())
-    a = ChatOwners(client, acd.config.service.site, "node-a", ttl=0.5)
-    await acd.started.wait()
-    try:
-        yield Nodes(acd, database, client, a, AcdChatRouting(acd, owners=a))
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await database.close()
-        await client.aclose()
+    async with running_acd(redis_url, "sweep", config()) as (acd, client):
+        a = ChatOwners(client, acd.config.service.site, "node-a", ttl=0.5)
+        try:
+            yield Nodes(acd, database, client, a, AcdChatRouting(acd, owners=a))
+        finally:
+            await database.close()
 
 
 async def test_given_a_chat_answered_on_node_a_when_a_dies_then_node_bs_sweeper_frees_the_agent(

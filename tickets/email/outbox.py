@@ -456,6 +456,11 @@ class OutboxSender:
             try:
                 tried = await self.send_due()
             except (OSError, TimeoutError, OperationalError, InterfaceError) as err:
+                # A cancel landing inside a database call can come out as the driver's error
+                # (SQLAlchemy wraps it): the task still counts the request, so honour it.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from err
                 log.warning("mail outbox pass failed (%s); retrying", err)
                 tried = 0
             if tried == 0:
